@@ -1,0 +1,18 @@
+//! The irqlab guest ABI, version [`boot_info::VERSION`].
+//!
+//! Everything a guest kernel needs to run under irqlab and everything the VMM promises it:
+//! the boot info structure and where it lives, the guest-physical memory layout, the I/O ports
+//! and MMIO windows of the devices, the debug-exit status values and the syscall numbers of the
+//! irqlab guest's own ring-3 ABI. `docs/guest-abi.md` is the prose version of this crate.
+//!
+//! The crate is `no_std` and has no dependencies so the guest kernel uses the very same
+//! definitions; with the `vm-memory` feature the VMM can write the structures into guest
+//! memory directly.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+pub mod boot_info;
+pub mod layout;
+pub mod ports;
+pub mod status;
+pub mod syscall;

@@ -1,0 +1,23 @@
+//! I/O ports of irqlab's devices.
+
+/// COM1 16550 UART base port (8 registers).
+pub const COM1: u16 = 0x3f8;
+/// IO-APIC input pin (= GSI) of COM1's interrupt.
+pub const COM1_GSI: u8 = 4;
+/// Debug-exit port (QEMU `isa-debug-exit` at iobase 0xf4, iosize 4): a write of 1, 2 or 4
+/// bytes ends the VM with the written value as the guest status (see [`crate::status`]).
+pub const DEBUG_EXIT: u16 = 0xf4;
+/// Width of the debug-exit port window in bytes.
+pub const DEBUG_EXIT_SIZE: u16 = 4;
+/// Benchmark port: writes are counted by the VMM and otherwise ignored. The guest's PIO cost
+/// experiment and `irqlab bench` use it to measure a bare PIO exit round trip.
+pub const BENCH: u16 = 0xf8;
+/// 8254 PIT channel 0 data port (channels 1 and 2 at +1, +2; control word at +3).
+pub const PIT_BASE: u16 = 0x40;
+/// IO-APIC input pin (= GSI) the PIT's channel 0 drives, as on real boards (ISA IRQ 0 is
+/// overridden to pin 2).
+pub const PIT_GSI: u8 = 2;
+/// Legacy 8259 PIC master command/data ports; guests mask it (write 0xff to 0x21 and 0xa1).
+pub const PIC_MASTER: u16 = 0x20;
+/// Legacy 8259 PIC slave command/data ports.
+pub const PIC_SLAVE: u16 = 0xa0;

@@ -1,0 +1,54 @@
+//! Device models for irqlab.
+//!
+//! Every model is pure: it sees register reads and writes at an offset inside its own window
+//! (`read(offset, &mut [u8])` / `write(offset, &[u8])`), owns no file descriptors and knows
+//! nothing about KVM. What leaves a device — an interrupt, a request to end the VM — goes
+//! through the small traits in this file, which the VMM implements with KVM ioctls and the
+//! tests implement with recording fakes.
+#![deny(missing_docs)]
+
+pub mod bench_port;
+pub mod debug_exit;
+pub mod uart;
+
+/// A device on the port-I/O or MMIO bus.
+pub trait BusDevice: Send {
+    /// A guest read of `data.len()` bytes at `offset` inside the device window. Bytes the
+    /// device does not define are left as the bus filled them (0xff).
+    fn read(&mut self, offset: u64, data: &mut [u8]);
+    /// A guest write of `data` at `offset` inside the device window.
+    fn write(&mut self, offset: u64, data: &[u8]);
+}
+
+/// Where a request to end the VM goes (debug-exit port, triple-fault policy, …).
+pub trait ExitSink: Send + Sync {
+    /// The guest asked to stop the VM with `status`.
+    fn request_exit(&self, status: u32);
+}
+
+/// An interrupt line out of a device (an IO-APIC input pin, for instance).
+pub trait IrqLine: Send + Sync {
+    /// Drives the line to `level`. Edge-triggered consumers act on the 0 → 1 transition;
+    /// level-triggered ones on the level.
+    fn set_level(&self, level: bool);
+}
+
+/// A line connected to nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoIrq;
+
+impl IrqLine for NoIrq {
+    fn set_level(&self, _level: bool) {}
+}
+
+/// Little-endian value of a 1-, 2-, 4- or 8-byte access, `None` for any other width.
+pub fn le_value(data: &[u8]) -> Option<u64> {
+    match data.len() {
+        1 | 2 | 4 | 8 => {
+            let mut buf = [0u8; 8];
+            buf[..data.len()].copy_from_slice(data);
+            Some(u64::from_le_bytes(buf))
+        }
+        _ => None,
+    }
+}

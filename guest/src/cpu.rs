@@ -1,0 +1,139 @@
+//! Control registers, MSRs and the time-stamp counter.
+
+use core::arch::asm;
+
+/// IA32_EFER.
+pub const MSR_EFER: u32 = 0xc000_0080;
+/// IA32_STAR: SYSCALL/SYSRET segment selectors.
+pub const MSR_STAR: u32 = 0xc000_0081;
+/// IA32_LSTAR: SYSCALL entry point in 64-bit mode.
+pub const MSR_LSTAR: u32 = 0xc000_0082;
+/// IA32_FMASK: RFLAGS bits cleared on SYSCALL.
+pub const MSR_FMASK: u32 = 0xc000_0084;
+/// IA32_GS_BASE.
+pub const MSR_GS_BASE: u32 = 0xc000_0101;
+/// IA32_KERNEL_GS_BASE: swapped with GS_BASE by `swapgs`.
+pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// EFER.SCE: SYSCALL enable.
+pub const EFER_SCE: u64 = 1 << 0;
+/// EFER.LMA: long mode active.
+pub const EFER_LMA: u64 = 1 << 10;
+/// EFER.NXE: execute-disable enable.
+pub const EFER_NXE: u64 = 1 << 11;
+
+/// CR0.MP.
+pub const CR0_MP: u64 = 1 << 1;
+/// CR0.EM.
+pub const CR0_EM: u64 = 1 << 2;
+/// CR0.PG.
+pub const CR0_PG: u64 = 1 << 31;
+/// CR4.PAE.
+pub const CR4_PAE: u64 = 1 << 5;
+/// CR4.OSFXSR.
+pub const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXMMEXCPT.
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+
+/// Reads an MSR.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only architectural MSRs that exist on every x86-64 CPU are read by this kernel.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// Writing MSRs changes how the CPU behaves (syscall entry, segment bases, paging features).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller vouches for the value.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    };
+}
+
+/// CR0.
+pub fn cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// CR2 (the faulting address after a #PF).
+pub fn cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// CR3.
+pub fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Loads CR3 (switches address space, flushes non-global TLB entries).
+///
+/// # Safety
+/// `pml4` must be a valid PML4 that maps the running code, stack and data identically.
+pub unsafe fn set_cr3(pml4: u64) {
+    // SAFETY: the caller guarantees the new tables map everything in use.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}
+
+/// CR4.
+pub fn cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// RFLAGS.
+pub fn rflags() -> u64 {
+    let v: u64;
+    // SAFETY: pushfq/pop only touch the stack slot they use.
+    unsafe { asm!("pushfq", "pop {}", out(reg) v, options(nomem, preserves_flags)) };
+    v
+}
+
+/// Time-stamp counter (not serialising).
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtsc is allowed at CPL 0 (and at CPL 3 while CR4.TSD is clear).
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Time-stamp counter after all earlier instructions completed (`rdtscp`), with an `lfence`
+/// so later instructions do not start early.
+#[inline(always)]
+pub fn rdtscp() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtscp/lfence have no side effects beyond ordering; clobbers ecx (TSC_AUX).
+    unsafe {
+        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _,
+             options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Enables interrupts.
+pub fn sti() {
+    // SAFETY: the IDT is loaded before any caller enables interrupts.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+/// Disables interrupts.
+pub fn cli() {
+    // SAFETY: disabling interrupts is always safe for this kernel.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}

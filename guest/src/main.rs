@@ -1,0 +1,77 @@
+//! The irqlab guest kernel.
+//!
+//! Entered by the VMM in 64-bit long mode (see `docs/guest-abi.md`) with the boot info address
+//! in RDI. `kmain` brings the CPU structures up in a fixed order and then runs the experiments
+//! the command line asks for, reporting `PASS`/`FAIL`/`SKIP` lines and a `SUMMARY`, and ends
+//! the VM through the debug-exit port with status 0 only when nothing failed.
+#![no_std]
+#![no_main]
+
+mod boot;
+mod cpu;
+mod exit;
+mod port;
+mod report;
+mod rt;
+mod serial;
+mod stack;
+
+use boot::Boot;
+use irqlab_abi::{boot_info, status};
+use stack::Stack;
+
+/// Stack `_start` switches to before running any Rust code.
+static BOOT_STACK: Stack<{ 64 * 1024 }> = Stack::new();
+
+/// The entry point: switch to our own stack, make SSE usable (compiled code uses it), call
+/// `kmain(boot_info)`.
+#[unsafe(naked)]
+#[no_mangle]
+#[link_section = ".text.entry"]
+pub extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "cli",
+        "lea rsp, [rip + {stack} + {top}]",
+        "xor ebp, ebp",
+        // CR0: clear EM (bit 2), set MP (bit 1); CR4: set OSFXSR (bit 9) and OSXMMEXCPT (bit 10).
+        "mov rax, cr0",
+        "and rax, ~4",
+        "or rax, 2",
+        "mov cr0, rax",
+        "mov rax, cr4",
+        "or rax, 0x600",
+        "mov cr4, rax",
+        "call {kmain}",
+        "2: cli",
+        "hlt",
+        "jmp 2b",
+        stack = sym BOOT_STACK,
+        top = const 4096 + 64 * 1024,
+        kmain = sym kmain,
+    )
+}
+
+extern "C" fn kmain(boot_info_addr: u64) -> ! {
+    serial::init();
+    BOOT_STACK.arm();
+    // SAFETY: RDI at entry carries the boot info address (guest ABI).
+    let boot = match unsafe { Boot::from_addr(boot_info_addr) } {
+        Ok(boot) => boot,
+        Err(why) => {
+            println!("FAIL boot-info: rejected at {boot_info_addr:#x}: {why:?}");
+            exit::exit(status::BAD_BOOT_INFO);
+        }
+    };
+    println!(
+        "irqlab guest {} (abi v{}) host={} vcpus={} irqchip={} cmdline=\"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        boot.info.version,
+        boot.info.host().name(),
+        boot.info.vcpus,
+        if boot.info.flags & boot_info::FLAG_SPLIT_IRQCHIP != 0 { "split" } else { "kernel" },
+        boot.cmdline.raw,
+    );
+    check!(true, "boot-info", "magic, version {} and size {} accepted", boot.info.version, boot.info.size);
+    let st = report::summary();
+    exit::exit(st)
+}

@@ -1,0 +1,35 @@
+//! x86-64 boot state: the boot GDT, identity page tables, CPUID, entry registers and the boot
+//! info structure, written exactly as `docs/guest-abi.md` specifies.
+
+pub mod boot_info;
+pub mod cpuid;
+pub mod gdt;
+pub mod paging;
+pub mod regs;
+
+/// Errors while writing boot structures into guest memory.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// A write into guest memory failed.
+    #[error("cannot write {what} at guest address {addr:#x}: {source}")]
+    Memory {
+        /// Which structure.
+        what: &'static str,
+        /// Where.
+        addr: u64,
+        /// Why.
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    /// A KVM vCPU ioctl failed while setting up registers.
+    #[error("{ioctl} failed on vCPU {vcpu}: {source}")]
+    Kvm {
+        /// Which ioctl.
+        ioctl: &'static str,
+        /// Which vCPU.
+        vcpu: u8,
+        /// The errno.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+}

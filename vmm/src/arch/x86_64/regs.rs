@@ -1,0 +1,55 @@
+//! Entry register state for 64-bit long mode (guest ABI "Entry state").
+
+use super::{gdt, BootError};
+use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, ENTRY_STACK_TOP};
+use kvm_bindings::{kvm_fpu, kvm_regs};
+use kvm_ioctls::VcpuFd;
+
+/// CR0: PE | MP | ET | NE | WP | PG.
+pub const CR0: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
+/// CR4: PAE | OSFXSR | OSXMMEXCPT.
+pub const CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// EFER: LME | LMA.
+pub const EFER: u64 = (1 << 8) | (1 << 10);
+
+/// Puts vCPU `id` into long mode at `entry` with the boot info in RDI.
+pub fn set_long_mode(vcpu: &VcpuFd, id: u8, entry: u64, cr3: u64, gdt_limit: u16) -> Result<(), BootError> {
+    let kvm = |ioctl| move |source| BootError::Kvm { ioctl, vcpu: id, source };
+    let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+    let (code, data, tss) = gdt::entry_segments();
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = tss;
+    sregs.gdt.base = BOOT_GDT;
+    sregs.gdt.limit = gdt_limit;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr0 = CR0;
+    sregs.cr3 = cr3;
+    sregs.cr4 = CR4;
+    sregs.efer = EFER;
+    vcpu.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
+
+    let regs = kvm_regs {
+        rip: entry,
+        rsp: ENTRY_STACK_TOP,
+        rbp: 0,
+        rdi: BOOT_INFO,
+        rsi: irqlab_abi::boot_info::MAGIC,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
+
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
+    vcpu.set_fpu(&fpu).map_err(kvm("KVM_SET_FPU"))?;
+    Ok(())
+}

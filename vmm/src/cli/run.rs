@@ -1,0 +1,84 @@
+//! `irqlab run`.
+
+use clap::Args;
+use irqlab::config::{IrqchipMode, Overrides, VmConfig};
+use irqlab::machine::{self, RunOptions};
+use irqlab::outcome::code;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Experiment config (TOML). Without it the built-in guest runs its self-test.
+    config: Option<PathBuf>,
+    /// Kernel image (ELF64); "builtin" for the embedded irqlab guest.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long)]
+    cmdline: Option<String>,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "N")]
+    mem_mib: Option<u64>,
+    /// Number of vCPUs (1-8).
+    #[arg(long, value_name = "N")]
+    vcpus: Option<u8>,
+    /// Interrupt controller model.
+    #[arg(long, value_enum)]
+    irqchip: Option<IrqchipArg>,
+    /// Wall-clock watchdog in seconds (0 = off).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Also write the guest console to this file.
+    #[arg(long, value_name = "PATH")]
+    serial_log: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum IrqchipArg {
+    Split,
+    Kernel,
+}
+
+/// Loads the config and applies the flags.
+pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigError> {
+    let mut cfg = match &args.config {
+        Some(path) => VmConfig::from_file(path)?,
+        None => VmConfig::default(),
+    };
+    cfg.apply(&Overrides {
+        kernel: args.kernel.clone(),
+        cmdline: args.cmdline.clone(),
+        mem_mib: args.mem_mib,
+        vcpus: args.vcpus,
+        irqchip: args.irqchip.map(|i| match i {
+            IrqchipArg::Split => IrqchipMode::Split,
+            IrqchipArg::Kernel => IrqchipMode::Kernel,
+        }),
+        timeout_secs: args.timeout,
+        serial_log: args.serial_log.clone(),
+    })?;
+    Ok(cfg)
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let cfg = match load_config(&args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("irqlab: {e}");
+            return code::CONFIG;
+        }
+    };
+    let opts = RunOptions { console_stdout: true, capture_console: false, handle_signals: true };
+    match machine::run(&cfg, &opts) {
+        Ok(report) => {
+            if let Some(line) = report.outcome.explain() {
+                eprintln!("irqlab: {line}");
+            }
+            report.outcome.exit_code()
+        }
+        Err(e) => {
+            eprintln!("irqlab: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! irqlab-native boot: a static ELF64 x86-64 executable, loaded at its physical addresses
+//! with linux-loader and entered in long mode.
+//!
+//! linux-loader checks the magic, byte order and program-header size; irqlab first checks
+//! everything else a user can get wrong (class, machine, type, where each segment lands) so
+//! each mistake gets its own one-line error naming the image and the address.
+
+use super::{KernelImage, LoadedKernel};
+use irqlab_abi::layout::KERNEL_MIN_ADDR;
+use linux_loader::loader::{Elf, KernelLoader};
+use std::io::Cursor;
+
+const EM_X86_64: u16 = 62;
+const ET_EXEC: u16 = 2;
+const PT_LOAD: u32 = 1;
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+
+/// Why a kernel image cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{name}: cannot read kernel image: {source}")]
+    Read {
+        /// Image name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not an ELF file at all.
+    #[error("{name}: not an ELF file (bad magic {magic:02x?}); irqlab boots ELF64 x86-64 kernels")]
+    NotElf {
+        /// Image name.
+        name: String,
+        /// The first bytes.
+        magic: Vec<u8>,
+    },
+    /// ELF, but not one irqlab can run.
+    #[error("{name}: {problem}")]
+    Unsupported {
+        /// Image name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A segment does not fit in guest memory or overlaps the boot area.
+    #[error("{name}: segment {index} needs guest memory {start:#x}..{end:#x}, but {problem}")]
+    Segment {
+        /// Image name.
+        name: String,
+        /// Program header index.
+        index: usize,
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// linux-loader refused the image.
+    #[error("{name}: loading failed: {source}")]
+    Loader {
+        /// Image name.
+        name: String,
+        /// The loader's error.
+        #[source]
+        source: linux_loader::loader::Error,
+    },
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// One PT_LOAD segment, as checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Guest-physical load address.
+    pub paddr: u64,
+    /// Bytes in memory.
+    pub memsz: u64,
+}
+
+/// Checks an ELF image against guest memory of `mem_size` bytes, returning the entry point
+/// and the loadable segments.
+pub fn validate(image: &KernelImage, mem_size: u64) -> Result<(u64, Vec<Segment>), LoadError> {
+    let name = || image.name.clone();
+    let unsupported = |problem: String| LoadError::Unsupported {
+        name: image.name.clone(),
+        problem,
+    };
+    let b = &image.bytes[..];
+    if b.len() < 4 || &b[..4] != b"\x7fELF" {
+        return Err(LoadError::NotElf {
+            name: name(),
+            magic: b[..b.len().min(4)].to_vec(),
+        });
+    }
+    if b.len() < EHDR_SIZE {
+        return Err(unsupported(format!(
+            "truncated ELF header ({} bytes, need {EHDR_SIZE})",
+            b.len()
+        )));
+    }
+    match b[4] {
+        2 => {}
+        1 => {
+            return Err(unsupported(
+                "32-bit ELF (ELFCLASS32); irqlab-native boot needs ELF64 (Multiboot/PVH 32-bit entry is not supported yet)".into(),
+            ))
+        }
+        c => return Err(unsupported(format!("unknown ELF class {c}"))),
+    }
+    if b[5] != 1 {
+        return Err(unsupported("big-endian ELF; x86-64 kernels are little-endian".into()));
+    }
+    let machine = u16_at(b, 18);
+    if machine != EM_X86_64 {
+        return Err(unsupported(format!(
+            "ELF for machine {machine} ({}), not x86-64 (62)",
+            machine_name(machine)
+        )));
+    }
+    let e_type = u16_at(b, 16);
+    if e_type != ET_EXEC {
+        return Err(unsupported(format!(
+            "ELF type {e_type} is not a static executable (ET_EXEC = 2); link with -static and a fixed load address"
+        )));
+    }
+    let entry = u64_at(b, 24);
+    let phoff = u64_at(b, 32);
+    let phentsize = u16_at(b, 54) as usize;
+    let phnum = u16_at(b, 56) as usize;
+    if phentsize != PHDR_SIZE {
+        return Err(unsupported(format!(
+            "program header size {phentsize}, expected {PHDR_SIZE}"
+        )));
+    }
+    let ph_end = (phoff as usize)
+        .checked_add(phnum * PHDR_SIZE)
+        .filter(|end| *end <= b.len() && phoff as usize >= EHDR_SIZE);
+    if ph_end.is_none() {
+        return Err(unsupported(format!(
+            "program headers at offset {phoff:#x} ({phnum} entries) lie outside the {}-byte file",
+            b.len()
+        )));
+    }
+    let mut segments = Vec::new();
+    for index in 0..phnum {
+        let ph = &b[phoff as usize + index * PHDR_SIZE..][..PHDR_SIZE];
+        if u32_at(ph, 0) != PT_LOAD {
+            continue;
+        }
+        let (offset, paddr, filesz, memsz) =
+            (u64_at(ph, 8), u64_at(ph, 24), u64_at(ph, 32), u64_at(ph, 40));
+        let segment_error = |problem: String| LoadError::Segment {
+            name: name(),
+            index,
+            start: paddr,
+            end: paddr.saturating_add(memsz),
+            problem,
+        };
+        if offset.checked_add(filesz).is_none_or(|e| e > b.len() as u64) {
+            return Err(segment_error(format!(
+                "its {filesz} file bytes at offset {offset:#x} lie outside the {}-byte file",
+                b.len()
+            )));
+        }
+        if filesz > memsz {
+            return Err(segment_error(format!(
+                "p_filesz ({filesz:#x}) exceeds p_memsz ({memsz:#x})"
+            )));
+        }
+        let end = paddr.checked_add(memsz);
+        if paddr < KERNEL_MIN_ADDR {
+            return Err(segment_error(format!(
+                "addresses below {KERNEL_MIN_ADDR:#x} are reserved for irqlab's boot structures"
+            )));
+        }
+        if end.is_none_or(|e| e > mem_size) {
+            return Err(segment_error(format!(
+                "guest memory ends at {mem_size:#x} ({} MiB); raise mem_mib",
+                mem_size >> 20
+            )));
+        }
+        segments.push(Segment { paddr, memsz });
+    }
+    if segments.is_empty() {
+        return Err(unsupported("no PT_LOAD segments".into()));
+    }
+    if !segments
+        .iter()
+        .any(|s| entry >= s.paddr && entry < s.paddr + s.memsz)
+    {
+        return Err(unsupported(format!(
+            "entry point {entry:#x} is not inside any loaded segment"
+        )));
+    }
+    Ok((entry, segments))
+}
+
+fn machine_name(machine: u16) -> &'static str {
+    match machine {
+        3 => "i386",
+        40 => "ARM",
+        62 => "x86-64",
+        183 => "AArch64",
+        243 => "RISC-V",
+        _ => "unknown",
+    }
+}
+
+/// Validates and loads an ELF64 kernel into guest memory.
+pub fn load(
+    image: &KernelImage,
+    mem: &crate::memory::GuestMemory,
+    mem_size: u64,
+) -> Result<LoadedKernel, LoadError> {
+    let (entry, segments) = validate(image, mem_size)?;
+    let mut cursor = Cursor::new(&image.bytes[..]);
+    Elf::load(mem, None, &mut cursor, None).map_err(|source| LoadError::Loader {
+        name: image.name.clone(),
+        source,
+    })?;
+    let start = segments.iter().map(|s| s.paddr).min().unwrap_or(entry);
+    let end = segments.iter().map(|s| s.paddr + s.memsz).max().unwrap_or(entry);
+    Ok(LoadedKernel { entry, start, end })
+}
+
+/// Builds a minimal ELF64 image for tests: one PT_LOAD of `code` at `paddr`.
+#[doc(hidden)]
+pub fn tiny_elf(class: u8, machine: u16, paddr: u64, memsz: u64, code: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; EHDR_SIZE + PHDR_SIZE];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = class;
+    b[5] = 1;
+    b[6] = 1;
+    b[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+    b[18..20].copy_from_slice(&machine.to_le_bytes());
+    b[20..24].copy_from_slice(&1u32.to_le_bytes());
+    b[24..32].copy_from_slice(&paddr.to_le_bytes());
+    b[32..40].copy_from_slice(&(EHDR_SIZE as u64).to_le_bytes());
+    b[52..54].copy_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
+    b[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    b[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let ph = EHDR_SIZE;
+    let offset = (EHDR_SIZE + PHDR_SIZE) as u64;
+    b[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+    b[ph + 4..ph + 8].copy_from_slice(&5u32.to_le_bytes());
+    b[ph + 8..ph + 16].copy_from_slice(&offset.to_le_bytes());
+    b[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes());
+    b[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+    b[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    b[ph + 40..ph + 48].copy_from_slice(&memsz.max(code.len() as u64).to_le_bytes());
+    b[ph + 48..ph + 56].copy_from_slice(&0x1000u64.to_le_bytes());
+    b.extend_from_slice(code);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(bytes: Vec<u8>) -> KernelImage<'static> {
+        KernelImage {
+            name: "k.elf".into(),
+            bytes: bytes.into(),
+        }
+    }
+
+    const MEM: u64 = 16 << 20;
+
+    #[test]
+    fn a_good_image_validates() {
+        let img = image(tiny_elf(2, 62, 0x10_0000, 0x2000, &[0xf4]));
+        let (entry, segs) = validate(&img, MEM).unwrap();
+        assert_eq!(entry, 0x10_0000);
+        assert_eq!(segs, vec![Segment { paddr: 0x10_0000, memsz: 0x2000 }]);
+    }
+
+    #[test]
+    fn the_builtin_guest_validates() {
+        let img = KernelImage::builtin();
+        let (entry, _) = validate(&img, 64 << 20).unwrap();
+        assert_eq!(entry, KERNEL_MIN_ADDR);
+    }
+
+    #[test]
+    fn each_malformed_class_gets_its_own_error() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"#!/bin/sh\n".to_vec(), "not an ELF file"),
+            (vec![], "not an ELF file"),
+            (b"\x7fELF\x02\x01".to_vec(), "truncated ELF header"),
+            (tiny_elf(1, 3, 0x10_0000, 0, &[0xf4]), "32-bit ELF"),
+            (tiny_elf(2, 183, 0x10_0000, 0, &[0xf4]), "AArch64"),
+            (tiny_elf(2, 62, 0x1000, 0, &[0xf4]), "reserved for irqlab's boot structures"),
+            (tiny_elf(2, 62, 0x10_0000, 1 << 30, &[0xf4]), "raise mem_mib"),
+            (tiny_elf(2, 62, u64::MAX - 4, 0, &[0xf4]), "raise mem_mib"),
+        ];
+        for (bytes, expected) in cases {
+            let err = validate(&image(bytes), MEM).unwrap_err().to_string();
+            assert!(err.starts_with("k.elf: "), "{err}");
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn truncated_segment_data_is_reported() {
+        let mut bytes = tiny_elf(2, 62, 0x10_0000, 0, &[0xf4; 16]);
+        bytes.truncate(bytes.len() - 8);
+        let err = validate(&image(bytes), MEM).unwrap_err();
+        assert!(matches!(err, LoadError::Segment { index: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn entry_outside_segments_is_reported() {
+        let mut bytes = tiny_elf(2, 62, 0x10_0000, 0, &[0xf4]);
+        bytes[24..32].copy_from_slice(&0x20_0000u64.to_le_bytes());
+        let err = validate(&image(bytes), MEM).unwrap_err().to_string();
+        assert!(err.contains("entry point 0x200000"), "{err}");
+    }
+}

@@ -1,0 +1,337 @@
+//! Builds a VM from a [`VmConfig`] and runs it to its end.
+//!
+//! Setup order: open KVM → create the VM with its interrupt model → guest memory → load the
+//! kernel → boot structures (GDT, page tables, boot info) → vCPUs (CPUID, entry registers) →
+//! devices → signals → vCPU threads. The calling thread then runs the event loop
+//! (event-manager) that waits for the end of the run: a guest exit or fault reported by a vCPU
+//! thread, the watchdog timer, or SIGINT/SIGTERM.
+
+use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, regs, BootError};
+use crate::config::{IrqchipMode, KernelSource, VmConfig};
+use crate::console::ConsoleOut;
+use crate::device_manager::{Devices, OverlapError};
+use crate::loader::{elf, KernelImage};
+use crate::outcome::Outcome;
+use crate::vcpu::{StopControl, Vcpu};
+use crate::{host, memory, vm};
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::Killable;
+use vmm_sys_util::timerfd::TimerFd;
+
+/// Errors before the guest starts running. Each maps to one exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Kernel image problems (exit code 66).
+    #[error(transparent)]
+    Kernel(#[from] elf::LoadError),
+    /// Host/KVM problems (exit code 69).
+    #[error(transparent)]
+    Vm(#[from] vm::VmError),
+    /// Guest memory allocation (exit code 69).
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    /// Boot structure setup (exit code 70).
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// Device layout (exit code 70).
+    #[error(transparent)]
+    Devices(#[from] OverlapError),
+    /// Serial log file (exit code 65: it is a config value).
+    #[error("{}: cannot create serial log: {source}", path.display())]
+    SerialLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A host facility the run loop needs (eventfd, timerfd, signalfd, threads).
+    #[error("{what}: {source}")]
+    Os {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SetupError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        use crate::outcome::code;
+        match self {
+            SetupError::Kernel(_) => code::KERNEL,
+            SetupError::Vm(_) | SetupError::Memory(_) => code::HOST,
+            SetupError::SerialLog { .. } => code::CONFIG,
+            SetupError::Boot(_) | SetupError::Devices(_) | SetupError::Os { .. } => code::INTERNAL,
+        }
+    }
+}
+
+/// How the run talks to the outside world.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Copy the guest console to stdout.
+    pub console_stdout: bool,
+    /// Keep the console in memory (returned in the report).
+    pub capture_console: bool,
+    /// Turn SIGINT/SIGTERM into a clean stop (the CLI does; library users may not want it).
+    pub handle_signals: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// From the start of setup to the end of the run.
+    pub elapsed: Duration,
+    /// Guest memory resident in this process at the end (bytes).
+    pub guest_resident: u64,
+    /// Captured console output (with `capture_console`).
+    pub console: Vec<u8>,
+    /// Writes to the benchmark port, and the host time from the first to the last.
+    pub bench_writes: (u64, Duration),
+    /// Port or MMIO accesses no device claimed.
+    pub unhandled_accesses: u64,
+}
+
+/// State shared by the event loop and the vCPU threads.
+struct Shared {
+    stop: AtomicBool,
+    outcome: Mutex<Option<Outcome>>,
+    wake: EventFd,
+}
+
+impl StopControl for Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(outcome);
+        }
+        self.stop.store(true, Ordering::Release);
+        // A full eventfd counter only means the loop is already awake.
+        let _ = self.wake.write(1);
+    }
+}
+
+impl irqlab_devices::ExitSink for Shared {
+    fn request_exit(&self, status: u32) {
+        self.finish(Outcome::GuestExit { status });
+    }
+}
+
+/// Wakes the event loop for anything that ends the run.
+struct StopWatcher {
+    shared: Arc<Shared>,
+    timer: Option<(TimerFd, Duration)>,
+    signals: Option<OwnedFd>,
+}
+
+impl MutEventSubscriber for StopWatcher {
+    fn init(&mut self, ops: &mut EventOps) {
+        let _ = ops.add(Events::new(&self.shared.wake, event_manager::EventSet::IN));
+        if let Some((t, _)) = &self.timer {
+            let _ = ops.add(Events::new(t, event_manager::EventSet::IN));
+        }
+        if let Some(s) = &self.signals {
+            let _ = ops.add(Events::new_raw(s.as_raw_fd(), event_manager::EventSet::IN));
+        }
+    }
+
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let fd = events.fd();
+        if fd == self.shared.wake.as_raw_fd() {
+            let _ = self.shared.wake.read();
+        } else if let Some((t, after)) = self.timer.as_mut().filter(|(t, _)| t.as_raw_fd() == fd) {
+            let _ = t.wait();
+            self.shared.finish(Outcome::Timeout(*after));
+        } else if let Some(s) = self.signals.as_ref().filter(|s| s.as_raw_fd() == fd) {
+            // SAFETY: reading one signalfd_siginfo from a signalfd into a buffer of that size.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            // SAFETY: `info` is a valid, writable buffer of `size` bytes.
+            let n = unsafe { libc::read(s.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            if n == size as isize {
+                self.shared.finish(Outcome::Signal(info.ssi_signo as i32));
+            }
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and the threads it spawns from now on) and
+/// returns a signalfd that receives them, plus the mask to restore.
+fn block_stop_signals() -> std::io::Result<(OwnedFd, libc::sigset_t)> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+    }
+    // SAFETY: both pointers are valid sigset_t values.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: `set` is valid; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by signalfd and is owned by nobody else.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, old))
+}
+
+fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` came from pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// Builds the VM described by `config` and runs it to its end.
+pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError> {
+    let started = Instant::now();
+    let os = |what| move |source| SetupError::Os { what, source };
+
+    let image = match &config.kernel {
+        KernelSource::Builtin => KernelImage::builtin(),
+        KernelSource::File(path) => KernelImage::from_file(path)?,
+    };
+    let mem_size = config.mem_bytes();
+    // Validate the image before touching KVM, so image errors win over host errors.
+    elf::validate(&image, mem_size)?;
+
+    let kvm = vm::open_kvm()?;
+    let host_kind = host::detect_host_kind();
+    let vm_fd = vm::create(&kvm, config.irqchip)?;
+    let mem = memory::create(mem_size)?;
+    vm::register_memory(&vm_fd, &mem)?;
+    let kernel = elf::load(&image, &mem, mem_size)?;
+
+    let gdt_limit = gdt::write(&mem)?;
+    let cr3 = paging::write(&mem)?;
+    let supported = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|source| vm::VmError::Ioctl { ioctl: "KVM_GET_SUPPORTED_CPUID", source })?;
+    let mut vcpus = Vec::with_capacity(config.vcpus.into());
+    for id in 0..config.vcpus {
+        let fd = vm_fd
+            .create_vcpu(id.into())
+            .map_err(|source| vm::VmError::Ioctl { ioctl: "KVM_CREATE_VCPU", source })?;
+        fd.set_cpuid2(&cpuid::for_vcpu(supported.clone(), id, config.vcpus))
+            .map_err(|source| BootError::Kvm { ioctl: "KVM_SET_CPUID2", vcpu: id, source })?;
+        // Application processors stay in KVM's wait-for-SIPI state until the guest starts them.
+        if id == 0 {
+            regs::set_long_mode(&fd, id, kernel.entry, cr3, gdt_limit)?;
+        }
+        vcpus.push(Vcpu { id, fd });
+    }
+    let tsc_khz = vcpus[0].fd.get_tsc_khz().map(u64::from).unwrap_or(0);
+    boot_info::write(
+        &mem,
+        &boot_info::BootFacts {
+            host: host_kind,
+            vcpus: config.vcpus,
+            split_irqchip: config.irqchip == IrqchipMode::Split,
+            tsc_khz,
+            mem_size,
+            kernel,
+            cmdline: &config.cmdline,
+        },
+    )?;
+
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        outcome: Mutex::new(None),
+        wake: EventFd::new(libc::EFD_NONBLOCK).map_err(|e| SetupError::Os { what: "eventfd", source: e.into() })?,
+    });
+    let capture = Arc::new(Mutex::new(Vec::new()));
+    let mut console = ConsoleOut::new(opts.console_stdout);
+    if opts.capture_console {
+        console = console.with_capture(capture.clone());
+    }
+    if let Some(path) = &config.serial_log {
+        let file = std::fs::File::create(path).map_err(|source| SetupError::SerialLog { path: path.clone(), source })?;
+        console = console.with_file(file);
+    }
+    let devices = Arc::new(Devices::new(console, shared.clone())?);
+
+    let (signals, old_mask) = if opts.handle_signals {
+        let (fd, old) = block_stop_signals().map_err(os("signalfd"))?;
+        (Some(fd), Some(old))
+    } else {
+        (None, None)
+    };
+    crate::vcpu::install_kick_handler().map_err(|e| SetupError::Os { what: "kick signal handler", source: e.into() })?;
+    let timer = match config.timeout {
+        Some(after) => {
+            let mut t = TimerFd::new().map_err(|e| SetupError::Os { what: "timerfd", source: e.into() })?;
+            t.reset(after, None).map_err(|e| SetupError::Os { what: "timerfd", source: e.into() })?;
+            Some((t, after))
+        }
+        None => None,
+    };
+
+    let mut threads = Vec::new();
+    for vcpu in vcpus {
+        let (devices, mem, ctl) = (devices.clone(), mem.clone(), shared.clone() as Arc<dyn StopControl>);
+        let handle = std::thread::Builder::new()
+            .name(format!("vcpu{}", vcpu.id))
+            .spawn(move || vcpu.run(devices, mem, ctl))
+            .map_err(os("spawn vCPU thread"))?;
+        threads.push(handle);
+    }
+
+    let mut manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
+        EventManager::new().map_err(|e| SetupError::Os { what: "epoll", source: std::io::Error::other(format!("{e:?}")) })?;
+    manager.add_subscriber(Arc::new(Mutex::new(StopWatcher { shared: shared.clone(), timer, signals })));
+    while !shared.stopping() {
+        if let Err(e) = manager.run_with_timeout(100) {
+            shared.finish(Outcome::VcpuFailed { vcpu: 0, what: format!("event loop: {e:?}") });
+        }
+    }
+
+    // Stop the vCPUs: kick each thread until it has left KVM_RUN and returned.
+    for handle in threads {
+        while !handle.is_finished() {
+            let _ = handle.kill(crate::vcpu::kick_signal());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if handle.join().is_err() {
+            shared.finish(Outcome::VcpuFailed { vcpu: 0, what: "vCPU thread panicked".into() });
+        }
+    }
+    devices.flush();
+    if let Some(old) = &old_mask {
+        restore_signals(old);
+    }
+    let outcome = shared
+        .outcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or(Outcome::VcpuFailed { vcpu: 0, what: "run ended without an outcome".into() });
+    let bench = devices.bench.lock().unwrap_or_else(|p| p.into_inner());
+    let console = std::mem::take(&mut *capture.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(RunReport {
+        outcome,
+        elapsed: started.elapsed(),
+        guest_resident: memory::resident_bytes(&mem),
+        console,
+        bench_writes: (bench.count(), bench.span()),
+        unhandled_accesses: devices.pio.unhandled() + devices.mmio.unhandled(),
+    })
+}

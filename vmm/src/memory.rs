@@ -1,0 +1,53 @@
+//! Guest memory: one anonymous mapping from guest-physical 0 up to `mem_mib` (always below
+//! the 32-bit MMIO hole), registered with KVM as slot 0.
+
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+/// The guest memory type used throughout irqlab.
+pub type GuestMemory = GuestMemoryMmap<()>;
+
+/// Memory errors.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// mmap failed.
+    #[error("cannot allocate {mib} MiB of guest memory: {source}")]
+    Allocate {
+        /// Requested size.
+        mib: u64,
+        /// Why.
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+}
+
+/// Allocates `bytes` of guest memory at guest-physical 0.
+pub fn create(bytes: u64) -> Result<GuestMemory, MemoryError> {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(|source| {
+        MemoryError::Allocate {
+            mib: bytes >> 20,
+            source,
+        }
+    })
+}
+
+/// Bytes of guest memory that are resident in the VMM process (pages the guest or the VMM
+/// touched), measured with `mincore(2)`.
+pub fn resident_bytes(mem: &GuestMemory) -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let mut total = 0u64;
+    for region in mem.iter() {
+        let len = region.len() as usize;
+        let Ok(host) = region.get_host_address(vm_memory::MemoryRegionAddress(0)) else {
+            continue;
+        };
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: `host` is the start of a live mapping of `len` bytes owned by `mem`, and
+        // `vec` has one byte per page of it, as mincore requires.
+        let rc = unsafe { libc::mincore(host.cast(), len, vec.as_mut_ptr()) };
+        if rc == 0 {
+            total += vec.iter().filter(|b| **b & 1 != 0).count() as u64 * page as u64;
+        }
+    }
+    total
+}

@@ -1,0 +1,202 @@
+//! How a run ended, and the process exit code for each ending (the README's exit-code table).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Process exit codes of `irqlab` other than guest statuses (0–63, see
+/// `irqlab_abi::status`).
+pub mod code {
+    /// Command-line usage error (unknown flag, bad value syntax).
+    pub const USAGE: u8 = 64;
+    /// Config error: unreadable file, malformed TOML, unknown key, value out of range.
+    pub const CONFIG: u8 = 65;
+    /// Kernel image error: missing file, not ELF, wrong architecture, does not fit.
+    pub const KERNEL: u8 = 66;
+    /// Host error: no /dev/kvm, no permission, missing KVM capability, VM setup refused.
+    pub const HOST: u8 = 69;
+    /// irqlab itself failed (a KVM call failed mid-run, a vCPU thread died).
+    pub const INTERNAL: u8 = 70;
+    /// The guest triple-faulted (`KVM_EXIT_SHUTDOWN`).
+    pub const TRIPLE_FAULT: u8 = 71;
+    /// KVM could not run the guest (`KVM_EXIT_INTERNAL_ERROR`, e.g. an instruction the host
+    /// cannot emulate; `KVM_EXIT_FAIL_ENTRY`).
+    pub const KVM_INTERNAL: u8 = 72;
+    /// The guest stopped in a way irqlab does not handle (unexpected exit reason, reset or
+    /// shutdown request without a status).
+    pub const GUEST_STOPPED: u8 = 73;
+    /// The wall-clock watchdog (`--timeout`) fired.
+    pub const TIMEOUT: u8 = 74;
+    /// Interrupted by SIGINT (128 + 2).
+    pub const SIGINT: u8 = 130;
+    /// Terminated by SIGTERM (128 + 15).
+    pub const SIGTERM: u8 = 143;
+}
+
+/// Register state captured when a vCPU stopped abnormally.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuSnapshot {
+    /// RIP.
+    pub rip: u64,
+    /// RSP.
+    pub rsp: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// CR0.
+    pub cr0: u64,
+    /// CR2.
+    pub cr2: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// EFER.
+    pub efer: u64,
+    /// CS selector.
+    pub cs: u16,
+    /// Instruction bytes at RIP (empty when RIP does not translate).
+    pub code: Vec<u8>,
+}
+
+impl fmt::Display for CpuSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rip={:#x} rsp={:#x} rflags={:#x} cs={:#x} cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
+            self.rip, self.rsp, self.rflags, self.cs, self.cr0, self.cr2, self.cr3, self.cr4, self.efer
+        )?;
+        if !self.code.is_empty() {
+            write!(f, " code=")?;
+            for b in &self.code {
+                write!(f, "{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The guest wrote `status` to the debug-exit port.
+    GuestExit {
+        /// The status.
+        status: u32,
+    },
+    /// `KVM_EXIT_SHUTDOWN`: the guest triple-faulted.
+    TripleFault {
+        /// Which vCPU.
+        vcpu: u8,
+        /// Its registers.
+        cpu: CpuSnapshot,
+    },
+    /// `KVM_EXIT_INTERNAL_ERROR`.
+    KvmInternalError {
+        /// Which vCPU.
+        vcpu: u8,
+        /// KVM's suberror (1 = emulation failure).
+        suberror: u32,
+        /// Its registers and the instruction bytes.
+        cpu: CpuSnapshot,
+    },
+    /// `KVM_EXIT_FAIL_ENTRY`.
+    FailEntry {
+        /// Which vCPU.
+        vcpu: u8,
+        /// Hardware entry failure reason.
+        reason: u64,
+    },
+    /// Any other exit irqlab does not handle.
+    GuestStopped {
+        /// Which vCPU.
+        vcpu: u8,
+        /// What happened.
+        what: String,
+    },
+    /// The watchdog fired.
+    Timeout(Duration),
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// A KVM call failed while running.
+    VcpuFailed {
+        /// Which vCPU.
+        vcpu: u8,
+        /// What failed.
+        what: String,
+    },
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::GuestExit { status } => irqlab_abi::status::exit_code_for(*status),
+            Outcome::TripleFault { .. } => code::TRIPLE_FAULT,
+            Outcome::KvmInternalError { .. } | Outcome::FailEntry { .. } => code::KVM_INTERNAL,
+            Outcome::GuestStopped { .. } => code::GUEST_STOPPED,
+            Outcome::Timeout(_) => code::TIMEOUT,
+            Outcome::Signal(libc::SIGINT) => code::SIGINT,
+            Outcome::Signal(libc::SIGTERM) => code::SIGTERM,
+            Outcome::Signal(s) => 128u8.saturating_add(*s as u8),
+            Outcome::VcpuFailed { .. } => code::INTERNAL,
+        }
+    }
+
+    /// One line for the user; `None` for a normal guest exit with status 0.
+    pub fn explain(&self) -> Option<String> {
+        Some(match self {
+            Outcome::GuestExit { status: 0 } => return None,
+            Outcome::GuestExit { status } if *status > irqlab_abi::status::GUEST_STATUS_MAX => {
+                format!("guest exited with status {status} (above 63; reported as 63)")
+            }
+            Outcome::GuestExit { status } => format!("guest exited with status {status}"),
+            Outcome::TripleFault { vcpu, cpu } => {
+                format!("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU {vcpu}: {cpu}")
+            }
+            Outcome::KvmInternalError { vcpu, suberror, cpu } => format!(
+                "KVM could not run the guest (KVM_EXIT_INTERNAL_ERROR, suberror {suberror}{}) on vCPU {vcpu}: {cpu}",
+                if *suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION { ": instruction emulation failed" } else { "" }
+            ),
+            Outcome::FailEntry { vcpu, reason } => {
+                format!("KVM_EXIT_FAIL_ENTRY on vCPU {vcpu}: hardware entry failure reason {reason:#x}")
+            }
+            Outcome::GuestStopped { vcpu, what } => format!("guest stopped on vCPU {vcpu}: {what}"),
+            Outcome::Timeout(d) => format!("watchdog: guest still running after {:.1} s (--timeout)", d.as_secs_f64()),
+            Outcome::Signal(s) => format!("stopped by signal {s}; guest output flushed"),
+            Outcome::VcpuFailed { vcpu, what } => format!("vCPU {vcpu} failed: {what}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct_per_class() {
+        let outcomes = [
+            Outcome::TripleFault { vcpu: 0, cpu: CpuSnapshot::default() },
+            Outcome::KvmInternalError { vcpu: 0, suberror: 1, cpu: CpuSnapshot::default() },
+            Outcome::GuestStopped { vcpu: 0, what: "x".into() },
+            Outcome::Timeout(Duration::from_secs(1)),
+            Outcome::Signal(libc::SIGINT),
+            Outcome::Signal(libc::SIGTERM),
+            Outcome::VcpuFailed { vcpu: 0, what: "x".into() },
+        ];
+        let mut codes: Vec<u8> = outcomes.iter().map(Outcome::exit_code).collect();
+        assert!(codes.iter().all(|c| *c > 63));
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), outcomes.len());
+        assert_eq!(Outcome::GuestExit { status: 0 }.exit_code(), 0);
+        assert_eq!(Outcome::GuestExit { status: 5 }.exit_code(), 5);
+        assert_eq!(Outcome::GuestExit { status: 500 }.exit_code(), 63);
+    }
+
+    #[test]
+    fn snapshots_print_registers_and_code() {
+        let cpu = CpuSnapshot { rip: 0x100000, code: vec![0xcd, 0x80], ..Default::default() };
+        let s = cpu.to_string();
+        assert!(s.starts_with("rip=0x100000 "), "{s}");
+        assert!(s.ends_with(" code=cd80"), "{s}");
+    }
+}

@@ -1,0 +1,160 @@
+//! vCPU threads: run `KVM_RUN`, hand every exit to [`handle_exit`], stop when the machine
+//! stops.
+//!
+//! A vCPU thread is in one of three states: running guest code (inside `KVM_RUN`), handling an
+//! exit, or exited. The machine stops it by setting the shared stop flag and kicking the thread
+//! with [`KICK_SIGNAL`], whose no-op handler makes `KVM_RUN` return `EINTR`.
+
+use crate::device_manager::Devices;
+use crate::memory::GuestMemory;
+use crate::outcome::{CpuSnapshot, Outcome};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::sync::Arc;
+use vm_memory::{Bytes, GuestAddress};
+
+/// Signal used to kick vCPU threads out of `KVM_RUN`.
+pub fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+/// Installs the no-op handler for [`kick_signal`] (once per process).
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    static ONCE: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
+    extern "C" fn noop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+    (*ONCE.get_or_init(|| {
+        vmm_sys_util::signal::register_signal_handler(kick_signal(), noop).map_err(|e| e.errno())
+    }))
+    .map_err(|e| vmm_sys_util::errno::Error::new(e))
+}
+
+/// What the run loop does after an exit.
+#[derive(Debug, PartialEq)]
+pub enum ExitAction {
+    /// Enter the guest again.
+    Continue,
+    /// The guest triple-faulted.
+    Shutdown,
+    /// KVM could not emulate or run the guest.
+    InternalError,
+    /// Hardware refused VM entry.
+    FailEntry(u64),
+    /// Something irqlab does not handle.
+    Unhandled(String),
+}
+
+/// Handles one exit against the devices. Pure with respect to KVM: tests feed it made-up
+/// exits.
+pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
+    match exit {
+        VcpuExit::IoOut(port, data) => {
+            devices.pio.write(port.into(), data);
+            ExitAction::Continue
+        }
+        VcpuExit::IoIn(port, data) => {
+            devices.pio.read(port.into(), data);
+            ExitAction::Continue
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            devices.mmio.write(addr, data);
+            ExitAction::Continue
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            devices.mmio.read(addr, data);
+            ExitAction::Continue
+        }
+        // The EOI broadcast of a level-triggered vector (split irqchip); the IO-APIC model
+        // consumes it once it exists. Signals and interrupt windows just re-enter.
+        VcpuExit::IoapicEoi(_) | VcpuExit::Intr | VcpuExit::IrqWindowOpen => ExitAction::Continue,
+        VcpuExit::Shutdown => ExitAction::Shutdown,
+        VcpuExit::InternalError => ExitAction::InternalError,
+        VcpuExit::FailEntry(reason, _cpu) => ExitAction::FailEntry(reason),
+        VcpuExit::Hlt => ExitAction::Unhandled("HLT exit (no in-kernel LAPIC to wake the vCPU)".into()),
+        VcpuExit::SystemEvent(kind, _) => ExitAction::Unhandled(format!("system event {kind} (reset or shutdown request)")),
+        other => ExitAction::Unhandled(format!("unexpected exit {other:?}")),
+    }
+}
+
+/// A vCPU and what its thread needs.
+pub struct Vcpu {
+    /// Index (= APIC ID).
+    pub id: u8,
+    /// The KVM vCPU.
+    pub fd: VcpuFd,
+}
+
+/// What a vCPU thread shares with the machine.
+pub trait StopControl: Send + Sync {
+    /// Whether the machine is stopping.
+    fn stopping(&self) -> bool;
+    /// Ends the run with `outcome` (first caller wins).
+    fn finish(&self, outcome: Outcome);
+}
+
+impl Vcpu {
+    /// The run loop. Returns when the machine stops or this vCPU ends the run.
+    pub fn run(mut self, devices: Arc<Devices>, mem: GuestMemory, ctl: Arc<dyn StopControl>) {
+        loop {
+            if ctl.stopping() {
+                return;
+            }
+            let action = match self.fd.run() {
+                Ok(exit) => handle_exit(&devices, exit),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.fd.set_kvm_immediate_exit(0);
+                    continue;
+                }
+                Err(e) => {
+                    ctl.finish(Outcome::VcpuFailed { vcpu: self.id, what: format!("KVM_RUN: {e}") });
+                    return;
+                }
+            };
+            let outcome = match action {
+                ExitAction::Continue => continue,
+                ExitAction::Shutdown => Outcome::TripleFault { vcpu: self.id, cpu: self.snapshot(&mem) },
+                ExitAction::InternalError => {
+                    // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+                    // union member KVM filled in.
+                    let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    Outcome::KvmInternalError { vcpu: self.id, suberror, cpu: self.snapshot(&mem) }
+                }
+                ExitAction::FailEntry(reason) => Outcome::FailEntry { vcpu: self.id, reason },
+                ExitAction::Unhandled(what) => Outcome::GuestStopped { vcpu: self.id, what },
+            };
+            ctl.finish(outcome);
+            return;
+        }
+    }
+
+    /// Registers and the instruction bytes at RIP (translated through the guest's own page
+    /// tables with `KVM_TRANSLATE`).
+    fn snapshot(&self, mem: &GuestMemory) -> CpuSnapshot {
+        let mut cpu = CpuSnapshot::default();
+        if let Ok(regs) = self.fd.get_regs() {
+            cpu.rip = regs.rip;
+            cpu.rsp = regs.rsp;
+            cpu.rflags = regs.rflags;
+        }
+        if let Ok(s) = self.fd.get_sregs() {
+            (cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4, cpu.efer, cpu.cs) = (s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector);
+        }
+        let gpa = match self.fd.translate_gva(cpu.rip) {
+            Ok(t) if t.valid != 0 => Some(t.physical_address),
+            _ if cpu.cr0 & (1 << 31) == 0 => Some(cpu.rip),
+            _ => None,
+        };
+        if let Some(gpa) = gpa {
+            let mut code = [0u8; 15];
+            for (i, b) in code.iter_mut().enumerate() {
+                match mem.read_obj::<u8>(GuestAddress(gpa + i as u64)) {
+                    Ok(v) => *b = v,
+                    Err(_) => {
+                        cpu.code = code[..i].to_vec();
+                        return cpu;
+                    }
+                }
+            }
+            cpu.code = code.to_vec();
+        }
+        cpu
+    }
+}
