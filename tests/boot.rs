@@ -1,0 +1,97 @@
+//! Boots the real irqlab guest on /dev/kvm and checks what it reports.
+
+mod common;
+use common::*;
+
+#[test]
+fn default_run_boots_the_builtin_guest_and_passes() {
+    if !kvm_or_skip("default_run_boots_the_builtin_guest_and_passes") {
+        return;
+    }
+    let (code, out, err) = run(&["run"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.starts_with("irqlab guest "), "{out}");
+    assert!(out.contains("irqchip=split"), "{out}");
+    let (passed, failed, _) = summary(&out).expect("SUMMARY line");
+    assert!(passed >= 1);
+    assert_eq!(failed, 0, "{out}");
+    assert!(results(&out)
+        .iter()
+        .any(|(t, n, _)| t == "PASS" && n == "boot-info"));
+    assert!(err.is_empty(), "no diagnostics on success: {err}");
+}
+
+#[test]
+fn hello_config_runs_and_host_kind_reaches_the_guest() {
+    if !kvm_or_skip("hello_config_runs_and_host_kind_reaches_the_guest") {
+        return;
+    }
+    let cfg = root().join("configs/hello.toml");
+    let (code, out, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let expected = if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+        "host=pvm"
+    } else if std::path::Path::new("/sys/module/kvm_intel").exists() {
+        "host=vmx"
+    } else if std::path::Path::new("/sys/module/kvm_amd").exists() {
+        "host=svm"
+    } else {
+        "host=unknown"
+    };
+    assert!(out.contains(expected), "{out}");
+}
+
+#[test]
+fn kernel_irqchip_mode_boots_too() {
+    if !kvm_or_skip("kernel_irqchip_mode_boots_too") {
+        return;
+    }
+    let (code, out, err) = run(&["run", "--irqchip", "kernel"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("irqchip=kernel"), "{out}");
+}
+
+#[test]
+fn flags_override_the_config_and_reach_the_guest() {
+    if !kvm_or_skip("flags_override_the_config_and_reach_the_guest") {
+        return;
+    }
+    let dir = scratch("override");
+    let cfg = dir.join("c.toml");
+    std::fs::write(&cfg, "cmdline = \"crash=status:5\"\nmem_mib = 32\n").unwrap();
+    let (code, out, _) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, 5, "{out}");
+    let (code, out, _) = run(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--cmdline",
+        "crash=status:7 tag=flag",
+    ]);
+    assert_eq!(code, 7, "{out}");
+    assert!(out.contains("cmdline=\"crash=status:7 tag=flag\""), "{out}");
+}
+
+#[test]
+fn guest_status_maps_to_the_exit_code() {
+    if !kvm_or_skip("guest_status_maps_to_the_exit_code") {
+        return;
+    }
+    for (status, expected) in [("0", 0), ("1", 1), ("63", 63), ("64", 63), ("255", 63)] {
+        let (code, _, err) = run(&["run", "--cmdline", &format!("crash=status:{status}")]);
+        assert_eq!(code, expected, "status {status}: {err}");
+    }
+}
+
+#[test]
+fn serial_log_receives_the_console() {
+    if !kvm_or_skip("serial_log_receives_the_console") {
+        return;
+    }
+    let dir = scratch("serial-log");
+    let log = dir.join("serial.txt");
+    let (code, out, _) = run(&["run", "--serial-log", log.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.replace('\r', ""), out.replace('\r', ""));
+    assert!(logged.contains("SUMMARY"));
+}

@@ -15,8 +15,15 @@ fn main() {
     let target_dir = out_dir.join("guest-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
-    for dir in ["../guest/src", "../guest/link.ld", "../guest/build.rs", "../guest/Cargo.toml",
-                "../guest/.cargo/config.toml", "../abi/src", "../x86/src"] {
+    for dir in [
+        "../guest/src",
+        "../guest/link.ld",
+        "../guest/build.rs",
+        "../guest/Cargo.toml",
+        "../guest/.cargo/config.toml",
+        "../abi/src",
+        "../x86/src",
+    ] {
         println!("cargo:rerun-if-changed={dir}");
     }
 
@@ -40,11 +47,16 @@ fn main() {
             cmd.env_remove(&key);
         }
     }
-    let status = cmd.status().expect("failed to run cargo for the guest kernel");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the guest kernel");
     if !status.success() {
         panic!("building the guest kernel failed ({status}); run `cargo build --release` in guest/ to see why");
     }
     let elf = target_dir.join("release/irqlab-guest");
     std::fs::copy(&elf, out_dir.join("irqlab-guest.elf")).expect("copy guest ELF");
-    println!("cargo:rustc-env=IRQLAB_GUEST_ELF={}", out_dir.join("irqlab-guest.elf").display());
+    println!(
+        "cargo:rustc-env=IRQLAB_GUEST_ELF={}",
+        out_dir.join("irqlab-guest.elf").display()
+    );
 }

@@ -274,7 +274,12 @@ mod tests {
 
     #[test]
     fn host_kinds_round_trip() {
-        for k in [HostKind::Unknown, HostKind::Vmx, HostKind::Svm, HostKind::Pvm] {
+        for k in [
+            HostKind::Unknown,
+            HostKind::Vmx,
+            HostKind::Svm,
+            HostKind::Pvm,
+        ] {
             assert_eq!(HostKind::from_raw(k as u32), k);
         }
         assert_eq!(HostKind::from_raw(99), HostKind::Unknown);

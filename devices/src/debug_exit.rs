@@ -84,7 +84,13 @@ mod tests {
     fn other_offsets_and_widths_are_ignored_and_counted() {
         let sink = Arc::new(Record::default());
         let mut dev = DebugExit::new(sink.clone());
-        for (offset, data) in [(1u64, &[1u8][..]), (2, &[1, 2]), (0, &[1, 2, 3]), (0, &[0; 8]), (0, &[])] {
+        for (offset, data) in [
+            (1u64, &[1u8][..]),
+            (2, &[1, 2]),
+            (0, &[1, 2, 3]),
+            (0, &[0; 8]),
+            (0, &[]),
+        ] {
             dev.write(offset, data);
         }
         assert!(sink.0.lock().unwrap().is_empty());

@@ -69,11 +69,14 @@ impl Cmdline {
 
     /// A numeric value, or `default` when absent or malformed.
     pub fn get_u64(&self, key: &str, default: u64) -> u64 {
-        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+        self.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     }
 
     /// Whether `item` is one of the comma-separated values of `key`.
     pub fn lists(&self, key: &str, item: &str) -> bool {
-        self.get(key).is_some_and(|v| v.split(',').any(|x| x == item))
+        self.get(key)
+            .is_some_and(|v| v.split(',').any(|x| x == item))
     }
 }

@@ -68,10 +68,48 @@ extern "C" fn kmain(boot_info_addr: u64) -> ! {
         boot.info.version,
         boot.info.host().name(),
         boot.info.vcpus,
-        if boot.info.flags & boot_info::FLAG_SPLIT_IRQCHIP != 0 { "split" } else { "kernel" },
+        if boot.info.flags & boot_info::FLAG_SPLIT_IRQCHIP != 0 {
+            "split"
+        } else {
+            "kernel"
+        },
         boot.cmdline.raw,
     );
-    check!(true, "boot-info", "magic, version {} and size {} accepted", boot.info.version, boot.info.size);
+    check!(
+        true,
+        "boot-info",
+        "magic, version {} and size {} accepted",
+        boot.info.version,
+        boot.info.size
+    );
+    crash_modes(&boot);
     let st = report::summary();
     exit::exit(st)
+}
+
+/// Deliberate failures the VMM's tests use: `crash=triple-fault|hang|panic|status:N`.
+fn crash_modes(boot: &Boot) {
+    match boot.cmdline.get("crash") {
+        None => {}
+        Some("triple-fault") => {
+            println!("crash: loading an empty IDT and raising #UD");
+            let empty = [0u16; 5];
+            // SAFETY: deliberately fatal: with a zero-limit IDT the #UD cannot be delivered,
+            // nor can the #DF that follows, so the CPU shuts down (triple fault).
+            unsafe {
+                core::arch::asm!("lidt [{}]", "ud2", in(reg) empty.as_ptr(), options(noreturn))
+            }
+        }
+        Some("hang") => {
+            println!("crash: spinning with interrupts off");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        Some("panic") => panic!("requested by the command line"),
+        Some(other) => match other.strip_prefix("status:").and_then(|n| n.parse().ok()) {
+            Some(status) => exit::exit(status),
+            None => println!("crash: unknown mode {other:?} ignored"),
+        },
+    }
 }

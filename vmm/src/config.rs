@@ -371,7 +371,7 @@ fn check_vcpus(v: i64) -> Result<u8, String> {
 }
 
 fn check_timeout(v: f64) -> Result<Option<Duration>, String> {
-    if !v.is_finite() || v < 0.0 || v > 86_400.0 {
+    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
         Err(format!("is {v}; must be between 0 (off) and 86400 seconds"))
     } else if v == 0.0 {
         Ok(None)
@@ -421,20 +421,46 @@ serial_log = "out/serial.txt"
     #[test]
     fn unknown_key_names_the_key_and_line() {
         let err = parse("mem_mib = 64\nmemory = 3\n").unwrap_err();
-        assert!(matches!(&err, ConfigError::Parse { origin: Origin::File { line: 2, .. }, message } if message.contains("memory")), "{err}");
+        assert!(
+            matches!(&err, ConfigError::Parse { origin: Origin::File { line: 2, .. }, message } if message.contains("memory")),
+            "{err}"
+        );
         assert!(err.to_string().starts_with("configs/t.toml:2:1: "), "{err}");
     }
 
     #[test]
     fn malformed_toml_names_the_line() {
         let err = parse("vcpus = 1\nmem_mib = = 3\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Parse { origin: Origin::File { line: 2, .. }, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Parse {
+                    origin: Origin::File { line: 2, .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn zero_memory_is_rejected_with_its_line() {
         let err = parse("\n\nmem_mib = 0\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { key: "mem_mib", origin: Origin::File { line: 3, column: 11, .. }, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "mem_mib",
+                    origin: Origin::File {
+                        line: 3,
+                        column: 11,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -448,10 +474,19 @@ serial_log = "out/serial.txt"
             "timeout_secs = nan",
             "kernel = \"\"",
         ] {
-            assert!(matches!(parse(text), Err(ConfigError::Invalid { .. })), "{text}");
+            assert!(
+                matches!(parse(text), Err(ConfigError::Invalid { .. })),
+                "{text}"
+            );
         }
-        assert!(matches!(parse("irqchip = \"pic\""), Err(ConfigError::Parse { .. })));
-        assert!(matches!(parse("vcpus = \"two\""), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            parse("irqchip = \"pic\""),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse("vcpus = \"two\""),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]
@@ -466,7 +501,10 @@ serial_log = "out/serial.txt"
             ..Default::default()
         })
         .unwrap();
-        assert_eq!((cfg.mem_mib, cfg.irqchip, cfg.timeout), (32, IrqchipMode::Split, None));
+        assert_eq!(
+            (cfg.mem_mib, cfg.irqchip, cfg.timeout),
+            (32, IrqchipMode::Split, None)
+        );
         assert_eq!(cfg.kernel, KernelSource::Builtin);
         let err = cfg
             .apply(&Overrides {
@@ -474,7 +512,13 @@ serial_log = "out/serial.txt"
                 ..Default::default()
             })
             .unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { origin: Origin::Flag("--mem-mib"), .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                origin: Origin::Flag("--mem-mib"),
+                ..
+            }
+        ));
         let err = cfg
             .apply(&Overrides {
                 cmdline: Some("x".repeat(5000)),

@@ -16,7 +16,10 @@ pub struct ConsoleOut {
 impl ConsoleOut {
     /// A console that writes to stdout when `stdout` is set.
     pub fn new(stdout: bool) -> Self {
-        ConsoleOut { stdout, ..Default::default() }
+        ConsoleOut {
+            stdout,
+            ..Default::default()
+        }
     }
 
     /// Also writes everything to `file`.
@@ -41,7 +44,9 @@ impl Write for ConsoleOut {
             f.write_all(buf)?;
         }
         if let Some(c) = &self.capture {
-            c.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            c.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
         }
         Ok(buf.len())
     }

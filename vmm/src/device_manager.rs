@@ -39,8 +39,18 @@ pub struct Bus {
 
 impl Bus {
     /// Adds a device at `[base, base + len)`.
-    pub fn insert(&mut self, what: &'static str, base: u64, len: u64, dev: SharedDevice) -> Result<(), OverlapError> {
-        if self.windows.iter().any(|(b, l, _)| base < b + l && *b < base + len) {
+    pub fn insert(
+        &mut self,
+        what: &'static str,
+        base: u64,
+        len: u64,
+        dev: SharedDevice,
+    ) -> Result<(), OverlapError> {
+        if self
+            .windows
+            .iter()
+            .any(|(b, l, _)| base < b + l && *b < base + len)
+        {
             return Err(OverlapError { what, base, len });
         }
         self.windows.push((base, len, dev));
@@ -59,7 +69,10 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) {
         data.fill(0xff);
         match self.find(addr) {
-            Some((offset, dev)) => dev.lock().unwrap_or_else(|p| p.into_inner()).read(offset, data),
+            Some((offset, dev)) => dev
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(offset, data),
             None => {
                 self.unhandled.fetch_add(1, Ordering::Relaxed);
             }
@@ -69,7 +82,10 @@ impl Bus {
     /// A guest write; writes to unclaimed addresses are dropped and counted.
     pub fn write(&self, addr: u64, data: &[u8]) {
         match self.find(addr) {
-            Some((offset, dev)) => dev.lock().unwrap_or_else(|p| p.into_inner()).write(offset, data),
+            Some((offset, dev)) => dev
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write(offset, data),
             None => {
                 self.unhandled.fetch_add(1, Ordering::Relaxed);
             }
@@ -109,12 +125,22 @@ impl Devices {
         )?;
         let bench = Arc::new(Mutex::new(BenchPort::default()));
         pio.insert("bench", ports::BENCH.into(), 1, bench.clone())?;
-        Ok(Devices { pio, mmio: Bus::default(), uart, bench })
+        Ok(Devices {
+            pio,
+            mmio: Bus::default(),
+            uart,
+            bench,
+        })
     }
 
     /// Flushes the console.
     pub fn flush(&self) {
-        let _ = self.uart.lock().unwrap_or_else(|p| p.into_inner()).writer_mut().flush_all();
+        let _ = self
+            .uart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .writer_mut()
+            .flush_all();
     }
 }
 
@@ -159,8 +185,13 @@ mod tests {
     #[test]
     fn overlapping_windows_are_refused() {
         let mut bus = Bus::default();
-        bus.insert("a", 0x100, 8, Arc::new(Mutex::new(Echo::default()))).unwrap();
-        assert!(bus.insert("b", 0x107, 2, Arc::new(Mutex::new(Echo::default()))).is_err());
-        assert!(bus.insert("c", 0x108, 2, Arc::new(Mutex::new(Echo::default()))).is_ok());
+        bus.insert("a", 0x100, 8, Arc::new(Mutex::new(Echo::default())))
+            .unwrap();
+        assert!(bus
+            .insert("b", 0x107, 2, Arc::new(Mutex::new(Echo::default())))
+            .is_err());
+        assert!(bus
+            .insert("c", 0x108, 2, Arc::new(Mutex::new(Echo::default())))
+            .is_ok());
     }
 }

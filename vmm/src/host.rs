@@ -41,19 +41,84 @@ pub struct Requirement {
 
 /// Every capability irqlab checks.
 pub const REQUIREMENTS: &[Requirement] = &[
-    Requirement { name: "KVM_CAP_USER_MEMORY", cap: Cap::UserMemory as u32, used_for: "guest memory", required: true },
-    Requirement { name: "KVM_CAP_EXT_CPUID", cap: Cap::ExtCpuid as u32, used_for: "CPUID from KVM_GET_SUPPORTED_CPUID", required: true },
-    Requirement { name: "KVM_CAP_SPLIT_IRQCHIP", cap: Cap::SplitIrqchip as u32, used_for: "irqchip = \"split\" (userspace IO-APIC/PIT)", required: false },
-    Requirement { name: "KVM_CAP_IRQCHIP", cap: Cap::Irqchip as u32, used_for: "irqchip = \"kernel\"", required: false },
-    Requirement { name: "KVM_CAP_PIT2", cap: Cap::Pit2 as u32, used_for: "in-kernel PIT (irqchip = \"kernel\")", required: false },
-    Requirement { name: "KVM_CAP_SIGNAL_MSI", cap: Cap::SignalMsi as u32, used_for: "MSI injection from userspace devices", required: false },
-    Requirement { name: "KVM_CAP_IRQ_ROUTING", cap: Cap::IrqRouting as u32, used_for: "GSI routing", required: false },
-    Requirement { name: "KVM_CAP_IRQFD", cap: Cap::Irqfd as u32, used_for: "eventfd-driven interrupts", required: false },
-    Requirement { name: "KVM_CAP_IMMEDIATE_EXIT", cap: Cap::ImmediateExit as u32, used_for: "prompt vCPU shutdown", required: false },
-    Requirement { name: "KVM_CAP_GET_TSC_KHZ", cap: Cap::GetTscKhz as u32, used_for: "TSC frequency for the guest's clock", required: false },
-    Requirement { name: "KVM_CAP_TSC_DEADLINE_TIMER", cap: Cap::TscDeadlineTimer as u32, used_for: "LAPIC TSC-deadline timer", required: false },
-    Requirement { name: "KVM_CAP_MP_STATE", cap: Cap::MpState as u32, used_for: "SMP bring-up", required: false },
-    Requirement { name: "KVM_CAP_BINARY_STATS_FD", cap: kvm_bindings::KVM_CAP_BINARY_STATS_FD, used_for: "per-vCPU exit statistics", required: false },
+    Requirement {
+        name: "KVM_CAP_USER_MEMORY",
+        cap: Cap::UserMemory as u32,
+        used_for: "guest memory",
+        required: true,
+    },
+    Requirement {
+        name: "KVM_CAP_EXT_CPUID",
+        cap: Cap::ExtCpuid as u32,
+        used_for: "CPUID from KVM_GET_SUPPORTED_CPUID",
+        required: true,
+    },
+    Requirement {
+        name: "KVM_CAP_SPLIT_IRQCHIP",
+        cap: Cap::SplitIrqchip as u32,
+        used_for: "irqchip = \"split\" (userspace IO-APIC/PIT)",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_IRQCHIP",
+        cap: Cap::Irqchip as u32,
+        used_for: "irqchip = \"kernel\"",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_PIT2",
+        cap: Cap::Pit2 as u32,
+        used_for: "in-kernel PIT (irqchip = \"kernel\")",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_SIGNAL_MSI",
+        cap: Cap::SignalMsi as u32,
+        used_for: "MSI injection from userspace devices",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_IRQ_ROUTING",
+        cap: Cap::IrqRouting as u32,
+        used_for: "GSI routing",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_IRQFD",
+        cap: Cap::Irqfd as u32,
+        used_for: "eventfd-driven interrupts",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_IMMEDIATE_EXIT",
+        cap: Cap::ImmediateExit as u32,
+        used_for: "prompt vCPU shutdown",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_GET_TSC_KHZ",
+        cap: Cap::GetTscKhz as u32,
+        used_for: "TSC frequency for the guest's clock",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_TSC_DEADLINE_TIMER",
+        cap: Cap::TscDeadlineTimer as u32,
+        used_for: "LAPIC TSC-deadline timer",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_MP_STATE",
+        cap: Cap::MpState as u32,
+        used_for: "SMP bring-up",
+        required: false,
+    },
+    Requirement {
+        name: "KVM_CAP_BINARY_STATS_FD",
+        cap: kvm_bindings::KVM_CAP_BINARY_STATS_FD,
+        used_for: "per-vCPU exit statistics",
+        required: false,
+    },
 ];
 
 /// The host capability report.
@@ -103,8 +168,13 @@ impl HostReport {
 /// A one-line explanation of why /dev/kvm could not be opened.
 pub fn describe_open_error(errno: i32) -> String {
     match errno {
-        libc::ENOENT => "/dev/kvm does not exist (KVM module not loaded, or no virtualization support)".into(),
-        libc::EACCES | libc::EPERM => "/dev/kvm: permission denied (add your user to the kvm group, or fix the device's mode)".into(),
+        libc::ENOENT => {
+            "/dev/kvm does not exist (KVM module not loaded, or no virtualization support)".into()
+        }
+        libc::EACCES | libc::EPERM => {
+            "/dev/kvm: permission denied (add your user to the kvm group, or fix the device's mode)"
+                .into()
+        }
         e => format!("/dev/kvm: {}", std::io::Error::from_raw_os_error(e)),
     }
 }

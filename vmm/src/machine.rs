@@ -161,7 +161,13 @@ impl MutEventSubscriber for StopWatcher {
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
             let size = std::mem::size_of::<libc::signalfd_siginfo>();
             // SAFETY: `info` is a valid, writable buffer of `size` bytes.
-            let n = unsafe { libc::read(s.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            let n = unsafe {
+                libc::read(
+                    s.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
             if n == size as isize {
                 self.shared.finish(Outcome::Signal(info.ssi_signo as i32));
             }
@@ -225,14 +231,24 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     let cr3 = paging::write(&mem)?;
     let supported = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .map_err(|source| vm::VmError::Ioctl { ioctl: "KVM_GET_SUPPORTED_CPUID", source })?;
+        .map_err(|source| vm::VmError::Ioctl {
+            ioctl: "KVM_GET_SUPPORTED_CPUID",
+            source,
+        })?;
     let mut vcpus = Vec::with_capacity(config.vcpus.into());
     for id in 0..config.vcpus {
         let fd = vm_fd
             .create_vcpu(id.into())
-            .map_err(|source| vm::VmError::Ioctl { ioctl: "KVM_CREATE_VCPU", source })?;
+            .map_err(|source| vm::VmError::Ioctl {
+                ioctl: "KVM_CREATE_VCPU",
+                source,
+            })?;
         fd.set_cpuid2(&cpuid::for_vcpu(supported.clone(), id, config.vcpus))
-            .map_err(|source| BootError::Kvm { ioctl: "KVM_SET_CPUID2", vcpu: id, source })?;
+            .map_err(|source| BootError::Kvm {
+                ioctl: "KVM_SET_CPUID2",
+                vcpu: id,
+                source,
+            })?;
         // Application processors stay in KVM's wait-for-SIPI state until the guest starts them.
         if id == 0 {
             regs::set_long_mode(&fd, id, kernel.entry, cr3, gdt_limit)?;
@@ -256,7 +272,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         outcome: Mutex::new(None),
-        wake: EventFd::new(libc::EFD_NONBLOCK).map_err(|e| SetupError::Os { what: "eventfd", source: e.into() })?,
+        wake: EventFd::new(libc::EFD_NONBLOCK).map_err(os("eventfd"))?,
     });
     let capture = Arc::new(Mutex::new(Vec::new()));
     let mut console = ConsoleOut::new(opts.console_stdout);
@@ -264,7 +280,10 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         console = console.with_capture(capture.clone());
     }
     if let Some(path) = &config.serial_log {
-        let file = std::fs::File::create(path).map_err(|source| SetupError::SerialLog { path: path.clone(), source })?;
+        let file = std::fs::File::create(path).map_err(|source| SetupError::SerialLog {
+            path: path.clone(),
+            source,
+        })?;
         console = console.with_file(file);
     }
     let devices = Arc::new(Devices::new(console, shared.clone())?);
@@ -275,11 +294,20 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     } else {
         (None, None)
     };
-    crate::vcpu::install_kick_handler().map_err(|e| SetupError::Os { what: "kick signal handler", source: e.into() })?;
+    crate::vcpu::install_kick_handler().map_err(|e| SetupError::Os {
+        what: "kick signal handler",
+        source: e.into(),
+    })?;
     let timer = match config.timeout {
         Some(after) => {
-            let mut t = TimerFd::new().map_err(|e| SetupError::Os { what: "timerfd", source: e.into() })?;
-            t.reset(after, None).map_err(|e| SetupError::Os { what: "timerfd", source: e.into() })?;
+            let mut t = TimerFd::new().map_err(|e| SetupError::Os {
+                what: "timerfd",
+                source: e.into(),
+            })?;
+            t.reset(after, None).map_err(|e| SetupError::Os {
+                what: "timerfd",
+                source: e.into(),
+            })?;
             Some((t, after))
         }
         None => None,
@@ -287,7 +315,11 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
 
     let mut threads = Vec::new();
     for vcpu in vcpus {
-        let (devices, mem, ctl) = (devices.clone(), mem.clone(), shared.clone() as Arc<dyn StopControl>);
+        let (devices, mem, ctl) = (
+            devices.clone(),
+            mem.clone(),
+            shared.clone() as Arc<dyn StopControl>,
+        );
         let handle = std::thread::Builder::new()
             .name(format!("vcpu{}", vcpu.id))
             .spawn(move || vcpu.run(devices, mem, ctl))
@@ -295,12 +327,22 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         threads.push(handle);
     }
 
-    let mut manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
-        EventManager::new().map_err(|e| SetupError::Os { what: "epoll", source: std::io::Error::other(format!("{e:?}")) })?;
-    manager.add_subscriber(Arc::new(Mutex::new(StopWatcher { shared: shared.clone(), timer, signals })));
+    let mut manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> = EventManager::new()
+        .map_err(|e| SetupError::Os {
+            what: "epoll",
+            source: std::io::Error::other(format!("{e:?}")),
+        })?;
+    manager.add_subscriber(Arc::new(Mutex::new(StopWatcher {
+        shared: shared.clone(),
+        timer,
+        signals,
+    })));
     while !shared.stopping() {
         if let Err(e) = manager.run_with_timeout(100) {
-            shared.finish(Outcome::VcpuFailed { vcpu: 0, what: format!("event loop: {e:?}") });
+            shared.finish(Outcome::VcpuFailed {
+                vcpu: 0,
+                what: format!("event loop: {e:?}"),
+            });
         }
     }
 
@@ -311,7 +353,10 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             std::thread::sleep(Duration::from_micros(200));
         }
         if handle.join().is_err() {
-            shared.finish(Outcome::VcpuFailed { vcpu: 0, what: "vCPU thread panicked".into() });
+            shared.finish(Outcome::VcpuFailed {
+                vcpu: 0,
+                what: "vCPU thread panicked".into(),
+            });
         }
     }
     devices.flush();
@@ -323,7 +368,10 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()
-        .unwrap_or(Outcome::VcpuFailed { vcpu: 0, what: "run ended without an outcome".into() });
+        .unwrap_or(Outcome::VcpuFailed {
+            vcpu: 0,
+            what: "run ended without an outcome".into(),
+        });
     let bench = devices.bench.lock().unwrap_or_else(|p| p.into_inner());
     let console = std::mem::take(&mut *capture.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(RunReport {

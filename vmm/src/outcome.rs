@@ -174,13 +174,26 @@ mod tests {
     #[test]
     fn exit_codes_are_distinct_per_class() {
         let outcomes = [
-            Outcome::TripleFault { vcpu: 0, cpu: CpuSnapshot::default() },
-            Outcome::KvmInternalError { vcpu: 0, suberror: 1, cpu: CpuSnapshot::default() },
-            Outcome::GuestStopped { vcpu: 0, what: "x".into() },
+            Outcome::TripleFault {
+                vcpu: 0,
+                cpu: CpuSnapshot::default(),
+            },
+            Outcome::KvmInternalError {
+                vcpu: 0,
+                suberror: 1,
+                cpu: CpuSnapshot::default(),
+            },
+            Outcome::GuestStopped {
+                vcpu: 0,
+                what: "x".into(),
+            },
             Outcome::Timeout(Duration::from_secs(1)),
             Outcome::Signal(libc::SIGINT),
             Outcome::Signal(libc::SIGTERM),
-            Outcome::VcpuFailed { vcpu: 0, what: "x".into() },
+            Outcome::VcpuFailed {
+                vcpu: 0,
+                what: "x".into(),
+            },
         ];
         let mut codes: Vec<u8> = outcomes.iter().map(Outcome::exit_code).collect();
         assert!(codes.iter().all(|c| *c > 63));
@@ -194,7 +207,11 @@ mod tests {
 
     #[test]
     fn snapshots_print_registers_and_code() {
-        let cpu = CpuSnapshot { rip: 0x100000, code: vec![0xcd, 0x80], ..Default::default() };
+        let cpu = CpuSnapshot {
+            rip: 0x100000,
+            code: vec![0xcd, 0x80],
+            ..Default::default()
+        };
         let s = cpu.to_string();
         assert!(s.starts_with("rip=0x100000 "), "{s}");
         assert!(s.ends_with(" code=cd80"), "{s}");

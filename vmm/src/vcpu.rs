@@ -24,7 +24,7 @@ pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
     (*ONCE.get_or_init(|| {
         vmm_sys_util::signal::register_signal_handler(kick_signal(), noop).map_err(|e| e.errno())
     }))
-    .map_err(|e| vmm_sys_util::errno::Error::new(e))
+    .map_err(vmm_sys_util::errno::Error::new)
 }
 
 /// What the run loop does after an exit.
@@ -68,8 +68,12 @@ pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
         VcpuExit::Shutdown => ExitAction::Shutdown,
         VcpuExit::InternalError => ExitAction::InternalError,
         VcpuExit::FailEntry(reason, _cpu) => ExitAction::FailEntry(reason),
-        VcpuExit::Hlt => ExitAction::Unhandled("HLT exit (no in-kernel LAPIC to wake the vCPU)".into()),
-        VcpuExit::SystemEvent(kind, _) => ExitAction::Unhandled(format!("system event {kind} (reset or shutdown request)")),
+        VcpuExit::Hlt => {
+            ExitAction::Unhandled("HLT exit (no in-kernel LAPIC to wake the vCPU)".into())
+        }
+        VcpuExit::SystemEvent(kind, _) => {
+            ExitAction::Unhandled(format!("system event {kind} (reset or shutdown request)"))
+        }
         other => ExitAction::Unhandled(format!("unexpected exit {other:?}")),
     }
 }
@@ -104,21 +108,38 @@ impl Vcpu {
                     continue;
                 }
                 Err(e) => {
-                    ctl.finish(Outcome::VcpuFailed { vcpu: self.id, what: format!("KVM_RUN: {e}") });
+                    ctl.finish(Outcome::VcpuFailed {
+                        vcpu: self.id,
+                        what: format!("KVM_RUN: {e}"),
+                    });
                     return;
                 }
             };
             let outcome = match action {
                 ExitAction::Continue => continue,
-                ExitAction::Shutdown => Outcome::TripleFault { vcpu: self.id, cpu: self.snapshot(&mem) },
+                ExitAction::Shutdown => Outcome::TripleFault {
+                    vcpu: self.id,
+                    cpu: self.snapshot(&mem),
+                },
                 ExitAction::InternalError => {
                     // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
                     // union member KVM filled in.
-                    let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                    Outcome::KvmInternalError { vcpu: self.id, suberror, cpu: self.snapshot(&mem) }
+                    let suberror =
+                        unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    Outcome::KvmInternalError {
+                        vcpu: self.id,
+                        suberror,
+                        cpu: self.snapshot(&mem),
+                    }
                 }
-                ExitAction::FailEntry(reason) => Outcome::FailEntry { vcpu: self.id, reason },
-                ExitAction::Unhandled(what) => Outcome::GuestStopped { vcpu: self.id, what },
+                ExitAction::FailEntry(reason) => Outcome::FailEntry {
+                    vcpu: self.id,
+                    reason,
+                },
+                ExitAction::Unhandled(what) => Outcome::GuestStopped {
+                    vcpu: self.id,
+                    what,
+                },
             };
             ctl.finish(outcome);
             return;
@@ -135,7 +156,8 @@ impl Vcpu {
             cpu.rflags = regs.rflags;
         }
         if let Ok(s) = self.fd.get_sregs() {
-            (cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4, cpu.efer, cpu.cs) = (s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector);
+            (cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4, cpu.efer, cpu.cs) =
+                (s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector);
         }
         let gpa = match self.fd.translate_gva(cpu.rip) {
             Ok(t) if t.valid != 0 => Some(t.physical_address),

@@ -3,7 +3,10 @@
 
 use crate::config::IrqchipMode;
 use crate::memory::GuestMemory;
-use kvm_bindings::{kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, KVM_CAP_SPLIT_IRQCHIP, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region, KVM_CAP_SPLIT_IRQCHIP,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 
@@ -49,7 +52,14 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
 /// Creates the VM with the chosen interrupt model. Must run before any vCPU exists.
 pub fn create(kvm: &Kvm, irqchip: IrqchipMode) -> Result<VmFd, VmError> {
     let need = |cap: Cap, name: &'static str, needed_for: &'static str| {
-        if kvm.check_extension(cap) { Ok(()) } else { Err(VmError::MissingCap { cap: name, needed_for }) }
+        if kvm.check_extension(cap) {
+            Ok(())
+        } else {
+            Err(VmError::MissingCap {
+                cap: name,
+                needed_for,
+            })
+        }
     };
     need(Cap::UserMemory, "KVM_CAP_USER_MEMORY", "guest memory")?;
     let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
@@ -57,16 +67,27 @@ pub fn create(kvm: &Kvm, irqchip: IrqchipMode) -> Result<VmFd, VmError> {
     let _ = vm.set_tss_address(KVM_TSS_ADDRESS);
     match irqchip {
         IrqchipMode::Split => {
-            need(Cap::SplitIrqchip, "KVM_CAP_SPLIT_IRQCHIP", "irqchip = \"split\"")?;
-            let mut cap = kvm_enable_cap { cap: KVM_CAP_SPLIT_IRQCHIP, ..Default::default() };
+            need(
+                Cap::SplitIrqchip,
+                "KVM_CAP_SPLIT_IRQCHIP",
+                "irqchip = \"split\"",
+            )?;
+            let mut cap = kvm_enable_cap {
+                cap: KVM_CAP_SPLIT_IRQCHIP,
+                ..Default::default()
+            };
             cap.args[0] = IOAPIC_PINS;
-            vm.enable_cap(&cap).map_err(ioctl("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)"))?;
+            vm.enable_cap(&cap)
+                .map_err(ioctl("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)"))?;
         }
         IrqchipMode::Kernel => {
             need(Cap::Irqchip, "KVM_CAP_IRQCHIP", "irqchip = \"kernel\"")?;
             need(Cap::Pit2, "KVM_CAP_PIT2", "irqchip = \"kernel\"")?;
             vm.create_irq_chip().map_err(ioctl("KVM_CREATE_IRQCHIP"))?;
-            let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+            let pit = kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            };
             vm.create_pit2(pit).map_err(ioctl("KVM_CREATE_PIT2"))?;
         }
     }
@@ -78,7 +99,10 @@ pub fn register_memory(vm: &VmFd, mem: &GuestMemory) -> Result<(), VmError> {
     for (slot, region) in mem.iter().enumerate() {
         let host = region
             .get_host_address(MemoryRegionAddress(0))
-            .map_err(|_| VmError::Ioctl { ioctl: "KVM_SET_USER_MEMORY_REGION", source: kvm_ioctls::Error::new(libc::EFAULT) })?;
+            .map_err(|_| VmError::Ioctl {
+                ioctl: "KVM_SET_USER_MEMORY_REGION",
+                source: kvm_ioctls::Error::new(libc::EFAULT),
+            })?;
         let r = kvm_userspace_memory_region {
             slot: slot as u32,
             flags: 0,

@@ -229,8 +229,14 @@ mod tests {
         let e = PageFaultError(0b00111);
         assert_eq!(e.describe(), ("user", "write", "protection violation"));
         let e = PageFaultError(0b10100);
-        assert_eq!(e.describe(), ("user", "instruction fetch", "non-present page"));
-        assert_eq!(PageFaultError(0).describe(), ("kernel", "read", "non-present page"));
+        assert_eq!(
+            e.describe(),
+            ("user", "instruction fetch", "non-present page")
+        );
+        assert_eq!(
+            PageFaultError(0).describe(),
+            ("kernel", "read", "non-present page")
+        );
     }
 
     #[test]
@@ -246,7 +252,10 @@ mod tests {
 
     #[test]
     fn mnemonics_round_trip_through_vectors() {
-        assert_eq!(Exception::from_vector(14).map(Exception::mnemonic), Some("#PF"));
+        assert_eq!(
+            Exception::from_vector(14).map(Exception::mnemonic),
+            Some("#PF")
+        );
         assert_eq!(Exception::from_vector(9), None);
         assert_eq!(Exception::from_vector(32), None);
     }

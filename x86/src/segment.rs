@@ -71,7 +71,14 @@ pub const fn data(dpl: Ring) -> u64 {
 
 /// A flat 32-bit code segment descriptor (used by 32-bit boot protocols).
 pub const fn code32() -> u64 {
-    PRESENT | S_CODE_DATA | TYPE_CODE | TYPE_RW | TYPE_ACCESSED | DB | GRANULARITY | 0x000f_0000_0000_ffff
+    PRESENT
+        | S_CODE_DATA
+        | TYPE_CODE
+        | TYPE_RW
+        | TYPE_ACCESSED
+        | DB
+        | GRANULARITY
+        | 0x000f_0000_0000_ffff
 }
 
 /// The two 8-byte halves of a 64-bit TSS descriptor for a TSS at `base` with `limit`.

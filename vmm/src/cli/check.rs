@@ -13,7 +13,11 @@ pub fn check() -> u8 {
     if let Some(v) = r.api_version {
         println!(
             "KVM API:        {v}{}",
-            if v == kvm_bindings::KVM_API_VERSION as i32 { "" } else { " (irqlab needs 12)" }
+            if v == kvm_bindings::KVM_API_VERSION as i32 {
+                ""
+            } else {
+                " (irqlab needs 12)"
+            }
         );
     }
     for (req, ok) in &r.caps {

@@ -68,7 +68,11 @@ pub fn run(args: RunArgs) -> u8 {
             return code::CONFIG;
         }
     };
-    let opts = RunOptions { console_stdout: true, capture_console: false, handle_signals: true };
+    let opts = RunOptions {
+        console_stdout: true,
+        capture_console: false,
+        handle_signals: true,
+    };
     match machine::run(&cfg, &opts) {
         Ok(report) => {
             if let Some(line) = report.outcome.explain() {

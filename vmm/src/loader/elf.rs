@@ -119,7 +119,9 @@ pub fn validate(image: &KernelImage, mem_size: u64) -> Result<(u64, Vec<Segment>
         c => return Err(unsupported(format!("unknown ELF class {c}"))),
     }
     if b[5] != 1 {
-        return Err(unsupported("big-endian ELF; x86-64 kernels are little-endian".into()));
+        return Err(unsupported(
+            "big-endian ELF; x86-64 kernels are little-endian".into(),
+        ));
     }
     let machine = u16_at(b, 18);
     if machine != EM_X86_64 {
@@ -158,8 +160,12 @@ pub fn validate(image: &KernelImage, mem_size: u64) -> Result<(u64, Vec<Segment>
         if u32_at(ph, 0) != PT_LOAD {
             continue;
         }
-        let (offset, paddr, filesz, memsz) =
-            (u64_at(ph, 8), u64_at(ph, 24), u64_at(ph, 32), u64_at(ph, 40));
+        let (offset, paddr, filesz, memsz) = (
+            u64_at(ph, 8),
+            u64_at(ph, 24),
+            u64_at(ph, 32),
+            u64_at(ph, 40),
+        );
         let segment_error = |problem: String| LoadError::Segment {
             name: name(),
             index,
@@ -167,7 +173,10 @@ pub fn validate(image: &KernelImage, mem_size: u64) -> Result<(u64, Vec<Segment>
             end: paddr.saturating_add(memsz),
             problem,
         };
-        if offset.checked_add(filesz).is_none_or(|e| e > b.len() as u64) {
+        if offset
+            .checked_add(filesz)
+            .is_none_or(|e| e > b.len() as u64)
+        {
             return Err(segment_error(format!(
                 "its {filesz} file bytes at offset {offset:#x} lie outside the {}-byte file",
                 b.len()
@@ -230,7 +239,11 @@ pub fn load(
         source,
     })?;
     let start = segments.iter().map(|s| s.paddr).min().unwrap_or(entry);
-    let end = segments.iter().map(|s| s.paddr + s.memsz).max().unwrap_or(entry);
+    let end = segments
+        .iter()
+        .map(|s| s.paddr + s.memsz)
+        .max()
+        .unwrap_or(entry);
     Ok(LoadedKernel { entry, start, end })
 }
 
@@ -282,7 +295,13 @@ mod tests {
         let img = image(tiny_elf(2, 62, 0x10_0000, 0x2000, &[0xf4]));
         let (entry, segs) = validate(&img, MEM).unwrap();
         assert_eq!(entry, 0x10_0000);
-        assert_eq!(segs, vec![Segment { paddr: 0x10_0000, memsz: 0x2000 }]);
+        assert_eq!(
+            segs,
+            vec![Segment {
+                paddr: 0x10_0000,
+                memsz: 0x2000
+            }]
+        );
     }
 
     #[test]
@@ -300,8 +319,14 @@ mod tests {
             (b"\x7fELF\x02\x01".to_vec(), "truncated ELF header"),
             (tiny_elf(1, 3, 0x10_0000, 0, &[0xf4]), "32-bit ELF"),
             (tiny_elf(2, 183, 0x10_0000, 0, &[0xf4]), "AArch64"),
-            (tiny_elf(2, 62, 0x1000, 0, &[0xf4]), "reserved for irqlab's boot structures"),
-            (tiny_elf(2, 62, 0x10_0000, 1 << 30, &[0xf4]), "raise mem_mib"),
+            (
+                tiny_elf(2, 62, 0x1000, 0, &[0xf4]),
+                "reserved for irqlab's boot structures",
+            ),
+            (
+                tiny_elf(2, 62, 0x10_0000, 1 << 30, &[0xf4]),
+                "raise mem_mib",
+            ),
             (tiny_elf(2, 62, u64::MAX - 4, 0, &[0xf4]), "raise mem_mib"),
         ];
         for (bytes, expected) in cases {

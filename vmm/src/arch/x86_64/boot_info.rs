@@ -28,7 +28,12 @@ pub struct BootFacts<'a> {
 
 /// The memory map for `facts`.
 pub fn mem_map(facts: &BootFacts) -> Vec<MemMapEntry> {
-    let entry = |addr, size, kind| MemMapEntry { addr, size, kind, reserved: 0 };
+    let entry = |addr, size, kind| MemMapEntry {
+        addr,
+        size,
+        kind,
+        reserved: 0,
+    };
     let k = facts.kernel;
     let mut map = vec![
         entry(BOOT_GDT, KERNEL_MIN_ADDR - BOOT_GDT, bi::MEM_BOOT),
@@ -48,11 +53,13 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
     let map_addr = BOOT_INFO + size_of::<BootInfo>() as u64;
     for (i, e) in map.iter().enumerate() {
         let addr = map_addr + (i * size_of::<MemMapEntry>()) as u64;
-        mem.write_obj(*e, GuestAddress(addr)).map_err(err("memory map", addr))?;
+        mem.write_obj(*e, GuestAddress(addr))
+            .map_err(err("memory map", addr))?;
     }
     let mut cmdline = facts.cmdline.as_bytes().to_vec();
     cmdline.push(0);
-    mem.write_slice(&cmdline, GuestAddress(CMDLINE)).map_err(err("command line", CMDLINE))?;
+    mem.write_slice(&cmdline, GuestAddress(CMDLINE))
+        .map_err(err("command line", CMDLINE))?;
 
     let split = facts.split_irqchip;
     let info = BootInfo {
@@ -83,6 +90,7 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
         },
         ..Default::default()
     };
-    mem.write_obj(info, GuestAddress(BOOT_INFO)).map_err(err("boot info", BOOT_INFO))?;
+    mem.write_obj(info, GuestAddress(BOOT_INFO))
+        .map_err(err("boot info", BOOT_INFO))?;
     Ok(info)
 }

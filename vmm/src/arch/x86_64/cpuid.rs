@@ -9,7 +9,8 @@ pub fn for_vcpu(mut cpuid: CpuId, id: u8, count: u8) -> CpuId {
         match entry.function {
             // Leaf 1: EBX[31:24] initial APIC ID, EBX[23:16] logical processor count.
             1 => {
-                entry.ebx = (entry.ebx & 0x0000_ffff) | (u32::from(id) << 24) | (u32::from(count) << 16);
+                entry.ebx =
+                    (entry.ebx & 0x0000_ffff) | (u32::from(id) << 24) | (u32::from(count) << 16);
                 // ECX bit 31: running under a hypervisor.
                 entry.ecx |= 1 << 31;
             }

@@ -10,7 +10,13 @@ use vm_memory::{Bytes, GuestAddress};
 /// The boot GDT's entries.
 pub fn entries() -> [u64; 5] {
     let [tss_low, tss_high] = segment::tss64(0, 0x67, segment::SYSTEM_TYPE_TSS_BUSY);
-    [0, segment::code64(Ring::Ring0), segment::data(Ring::Ring0), tss_low, tss_high]
+    [
+        0,
+        segment::code64(Ring::Ring0),
+        segment::data(Ring::Ring0),
+        tss_low,
+        tss_high,
+    ]
 }
 
 /// Writes the GDT into guest memory; returns its limit.
@@ -19,7 +25,11 @@ pub fn write(mem: &crate::memory::GuestMemory) -> Result<u16, BootError> {
     for (i, e) in table.iter().enumerate() {
         let addr = BOOT_GDT + 8 * i as u64;
         mem.write_obj(*e, GuestAddress(addr))
-            .map_err(|source| BootError::Memory { what: "boot GDT", addr, source })?;
+            .map_err(|source| BootError::Memory {
+                what: "boot GDT",
+                addr,
+                source,
+            })?;
     }
     Ok((table.len() * 8 - 1) as u16)
 }
@@ -48,7 +58,11 @@ pub fn kvm_segment_for(selector: u16) -> kvm_segment {
 
 /// Code, data and task register segments for entry.
 pub fn entry_segments() -> (kvm_segment, kvm_segment, kvm_segment) {
-    (kvm_segment_for(BOOT_CS), kvm_segment_for(BOOT_DS), kvm_segment_for(BOOT_TSS))
+    (
+        kvm_segment_for(BOOT_CS),
+        kvm_segment_for(BOOT_DS),
+        kvm_segment_for(BOOT_TSS),
+    )
 }
 
 #[cfg(test)]
@@ -58,7 +72,10 @@ mod tests {
     #[test]
     fn code_segment_is_64_bit_ring_0() {
         let cs = kvm_segment_for(BOOT_CS);
-        assert_eq!((cs.l, cs.db, cs.dpl, cs.s, cs.present, cs.type_), (1, 0, 0, 1, 1, 0xb));
+        assert_eq!(
+            (cs.l, cs.db, cs.dpl, cs.s, cs.present, cs.type_),
+            (1, 0, 0, 1, 1, 0xb)
+        );
         let ds = kvm_segment_for(BOOT_DS);
         assert_eq!((ds.l, ds.db, ds.type_, ds.limit), (0, 1, 3, 0xffff_ffff));
         let tr = kvm_segment_for(BOOT_TSS);

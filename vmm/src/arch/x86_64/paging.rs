@@ -19,17 +19,28 @@ const PD0: u64 = PAGE_TABLES + 0x2000;
 pub fn write(mem: &crate::memory::GuestMemory) -> Result<u64, BootError> {
     let put = |addr: u64, value: u64| {
         mem.write_obj(value, GuestAddress(addr))
-            .map_err(|source| BootError::Memory { what: "page tables", addr, source })
+            .map_err(|source| BootError::Memory {
+                what: "page tables",
+                addr,
+                source,
+            })
     };
     put(PML4, paging::table_entry(PDPT, WRITABLE))?;
     let directories = IDENTITY_MAPPED / (1 << 30);
     for d in 0..directories {
-        put(PDPT + 8 * d, paging::table_entry(PD0 + 0x1000 * d, WRITABLE))?;
+        put(
+            PDPT + 8 * d,
+            paging::table_entry(PD0 + 0x1000 * d, WRITABLE),
+        )?;
     }
     let pages = IDENTITY_MAPPED / PAGE_2M;
     for i in 0..pages {
         let addr = i * PAGE_2M;
-        let cache = if addr >= UNCACHED_FROM { CACHE_DISABLE | WRITE_THROUGH } else { 0 };
+        let cache = if addr >= UNCACHED_FROM {
+            CACHE_DISABLE | WRITE_THROUGH
+        } else {
+            0
+        };
         put(PD0 + 8 * i, paging::huge_2m_entry(addr, WRITABLE | cache))?;
     }
     Ok(PML4)
@@ -44,8 +55,12 @@ mod tests {
     fn walk(mem: &crate::memory::GuestMemory, cr3: u64, va: u64) -> Option<(u64, u64)> {
         let [l4, l3, l2, _] = paging::indices(va);
         let e4: u64 = mem.read_obj(GuestAddress(cr3 + 8 * l4 as u64)).ok()?;
-        let e3: u64 = mem.read_obj(GuestAddress((e4 & paging::ADDR_MASK) + 8 * l3 as u64)).ok()?;
-        let e2: u64 = mem.read_obj(GuestAddress((e3 & paging::ADDR_MASK) + 8 * l2 as u64)).ok()?;
+        let e3: u64 = mem
+            .read_obj(GuestAddress((e4 & paging::ADDR_MASK) + 8 * l3 as u64))
+            .ok()?;
+        let e2: u64 = mem
+            .read_obj(GuestAddress((e3 & paging::ADDR_MASK) + 8 * l2 as u64))
+            .ok()?;
         (e2 & paging::PRESENT != 0 && e2 & paging::HUGE != 0)
             .then(|| ((e2 & paging::ADDR_MASK) + (va & (PAGE_2M - 1)), e2 & 0xfff))
     }
@@ -54,7 +69,14 @@ mod tests {
     fn low_4gib_is_identity_mapped_and_mmio_is_uncached() {
         let mem = crate::memory::create(8 << 20).unwrap();
         let cr3 = write(&mem).unwrap();
-        for va in [0u64, 0x10_0000, 0x7fff_ffff, 0xfec0_0000, 0xfee0_0ff0, 0xffff_ffff] {
+        for va in [
+            0u64,
+            0x10_0000,
+            0x7fff_ffff,
+            0xfec0_0000,
+            0xfee0_0ff0,
+            0xffff_ffff,
+        ] {
             let (pa, flags) = walk(&mem, cr3, va).expect("mapped");
             assert_eq!(pa, va);
             assert_eq!(flags & CACHE_DISABLE != 0, va >= UNCACHED_FROM, "{va:#x}");

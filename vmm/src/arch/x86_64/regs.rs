@@ -13,8 +13,20 @@ pub const CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
 pub const EFER: u64 = (1 << 8) | (1 << 10);
 
 /// Puts vCPU `id` into long mode at `entry` with the boot info in RDI.
-pub fn set_long_mode(vcpu: &VcpuFd, id: u8, entry: u64, cr3: u64, gdt_limit: u16) -> Result<(), BootError> {
-    let kvm = |ioctl| move |source| BootError::Kvm { ioctl, vcpu: id, source };
+pub fn set_long_mode(
+    vcpu: &VcpuFd,
+    id: u8,
+    entry: u64,
+    cr3: u64,
+    gdt_limit: u16,
+) -> Result<(), BootError> {
+    let kvm = |ioctl| {
+        move |source| BootError::Kvm {
+            ioctl,
+            vcpu: id,
+            source,
+        }
+    };
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let (code, data, tss) = gdt::entry_segments();
     sregs.cs = code;
