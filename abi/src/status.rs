@@ -7,7 +7,9 @@
 //! | 1            | at least one self-test failed    | 1                       |
 //! | 2            | the guest rejected its boot info | 2                       |
 //! | 3            | guest kernel panic               | 3                       |
-//! | 4..=63       | guest-defined                    | the same value          |
+//! | 4            | double fault (#DF handler ran)   | 4                       |
+//! | 5            | unexpected kernel-mode exception | 5                       |
+//! | 6..=63       | guest-defined                    | the same value          |
 //! | 64..         | out of range                     | [`GUEST_STATUS_MAX`] (63), the value is printed |
 //!
 //! Exit codes 64 and up belong to the VMM itself (see the README's exit-code table).
@@ -20,6 +22,10 @@ pub const FAIL: u32 = 1;
 pub const BAD_BOOT_INFO: u32 = 2;
 /// The guest kernel panicked.
 pub const PANIC: u32 = 3;
+/// The #DF handler ran; it reports and stops.
+pub const DOUBLE_FAULT: u32 = 4;
+/// An exception in kernel mode that no self-test expected.
+pub const KERNEL_FAULT: u32 = 5;
 /// Largest guest status passed through unchanged as the process exit code.
 pub const GUEST_STATUS_MAX: u32 = 63;
 

@@ -80,3 +80,14 @@ impl Cmdline {
             .is_some_and(|v| v.split(',').any(|x| x == item))
     }
 }
+
+/// Why the boot info was rejected, in words (no `Debug`: see `fmt`).
+pub fn describe(why: Invalid) -> &'static str {
+    match why {
+        Invalid::Magic(_) => "bad magic",
+        Invalid::Version(_) => "unsupported version",
+        Invalid::Size(_) => "structure too small",
+        Invalid::MemMap(_) => "memory map too long",
+        Invalid::Cmdline(_) => "command line too long",
+    }
+}

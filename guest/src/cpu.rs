@@ -117,14 +117,14 @@ pub fn rdtsc() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Time-stamp counter after all earlier instructions completed (`rdtscp`), with an `lfence`
-/// so later instructions do not start early.
+/// Time-stamp counter read after all earlier instructions completed (`lfence; rdtsc;
+/// lfence`). `rdtscp` would do the same, but kvm-pvm cannot run it (emulation failure).
 #[inline(always)]
-pub fn rdtscp() -> u64 {
+pub fn rdtsc_ordered() -> u64 {
     let (lo, hi): (u32, u32);
-    // SAFETY: rdtscp/lfence have no side effects beyond ordering; clobbers ecx (TSC_AUX).
+    // SAFETY: lfence/rdtsc have no side effects beyond ordering.
     unsafe {
-        asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _,
+        asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi,
              options(nomem, nostack, preserves_flags))
     };
     (u64::from(hi) << 32) | u64::from(lo)

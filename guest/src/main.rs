@@ -7,21 +7,35 @@
 #![no_std]
 #![no_main]
 
+mod apic;
 mod boot;
+mod cost;
 mod cpu;
+mod exceptions;
 mod exit;
+mod fmt;
+mod gdt;
+mod idt;
+mod interrupts;
+mod paging;
+mod percpu;
 mod port;
 mod report;
 mod rt;
+mod selftest;
 mod serial;
 mod stack;
+mod syscall;
+mod user;
 
 use boot::Boot;
 use irqlab_abi::{boot_info, status};
 use stack::Stack;
 
 /// Stack `_start` switches to before running any Rust code.
-static BOOT_STACK: Stack<{ 64 * 1024 }> = Stack::new();
+pub static BOOT_STACK: Stack<{ 64 * 1024 }> = Stack::new();
+/// The stack system calls run on (per-CPU data points at its top).
+static SYSCALL_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 
 /// The entry point: switch to our own stack, make SSE usable (compiled code uses it), call
 /// `kmain(boot_info)`.
@@ -51,14 +65,17 @@ pub extern "C" fn _start() -> ! {
     )
 }
 
-extern "C" fn kmain(boot_info_addr: u64) -> ! {
+pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     serial::init();
     BOOT_STACK.arm();
     // SAFETY: RDI at entry carries the boot info address (guest ABI).
     let boot = match unsafe { Boot::from_addr(boot_info_addr) } {
         Ok(boot) => boot,
         Err(why) => {
-            println!("FAIL boot-info: rejected at {boot_info_addr:#x}: {why:?}");
+            println!(
+                "FAIL boot-info: rejected at {boot_info_addr:#x}: {}",
+                boot::describe(why)
+            );
             exit::exit(status::BAD_BOOT_INFO);
         }
     };
@@ -82,7 +99,38 @@ extern "C" fn kmain(boot_info_addr: u64) -> ! {
         boot.info.version,
         boot.info.size
     );
+
+    // Bring-up order matters: the GDT/TSS provide the IST stacks the IDT's gates name; paging
+    // needs the stacks' guard pages; syscall needs the GDT selectors and the per-CPU data.
+    gdt::init();
+    idt::init();
+    SYSCALL_STACK.arm();
+    let mut guards = [0u64; 10];
+    guards[0] = BOOT_STACK.guard_page();
+    guards[1] = SYSCALL_STACK.guard_page();
+    guards[2] = gdt::RSP0_STACK.guard_page();
+    for (g, s) in guards[3..].iter_mut().zip(gdt::IST_STACKS.iter()) {
+        *g = s.guard_page();
+    }
+    paging::init(&guards);
+    percpu::init(SYSCALL_STACK.top());
+    syscall::init();
+    // CR0.AM: alignment checking for ring-3 code that sets RFLAGS.AC.
+    // SAFETY: only enables #AC for ring 3 with AC set.
+    unsafe { core::arch::asm!("mov {t}, cr0", "or {t}, 0x40000", "mov cr0, {t}", t = out(reg) _) };
+
     crash_modes(&boot);
+    if boot.cmdline.lists("run", "pio-loop") {
+        cost::pio_loop(&boot);
+        exit::exit(status::PASS);
+    }
+    let runs = boot.cmdline.get("run").unwrap_or("selftest");
+    if runs.split(',').any(|r| r == "selftest") {
+        selftest::run(&boot);
+    }
+    if boot.cmdline.lists("run", "cost") {
+        cost::run(&boot);
+    }
     let st = report::summary();
     exit::exit(st)
 }
@@ -107,9 +155,23 @@ fn crash_modes(boot: &Boot) {
             }
         }
         Some("panic") => panic!("requested by the command line"),
+        Some("double-fault") => {
+            println!("crash: #GP gate marked not present, then a #GP");
+            idt::clear_gate(13);
+            // SAFETY: deliberately fatal: the #GP cannot be delivered (#NP on its gate), and
+            // two contributory exceptions make a #DF, whose handler reports and stops.
+            unsafe {
+                core::arch::asm!(".byte 0x48, 0x8b, 0x01", in("rcx") 0x8000_0000_0000_0000u64, out("rax") _)
+            };
+        }
+        Some("kernel-fault") => {
+            println!("crash: kernel #PF on an unmapped guard page");
+            // SAFETY: deliberately fatal: nothing expects this #PF.
+            unsafe { core::ptr::read_volatile(BOOT_STACK.guard_page() as *const u64) };
+        }
         Some(other) => match other.strip_prefix("status:").and_then(|n| n.parse().ok()) {
             Some(status) => exit::exit(status),
-            None => println!("crash: unknown mode {other:?} ignored"),
+            None => println!("crash: unknown mode {other} ignored"),
         },
     }
 }

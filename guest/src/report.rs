@@ -49,7 +49,13 @@ pub fn summary() -> u32 {
         FAILED.load(Ordering::Relaxed),
         SKIPPED.load(Ordering::Relaxed),
     );
-    crate::println!("SUMMARY passed={p} failed={f} skipped={s}");
+    use crate::fmt::Dec;
+    crate::println!(
+        "SUMMARY passed={} failed={} skipped={}",
+        Dec(p.into()),
+        Dec(f.into()),
+        Dec(s.into())
+    );
     if f == 0 {
         irqlab_abi::status::PASS
     } else {

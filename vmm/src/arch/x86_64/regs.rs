@@ -9,6 +9,8 @@ use kvm_ioctls::VcpuFd;
 pub const CR0: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
 /// CR4: PAE | OSFXSR | OSXMMEXCPT.
 pub const CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// XCR0: x87 | SSE state components.
+pub const XCR0: u64 = 0b11;
 /// EFER: LME | LMA.
 pub const EFER: u64 = (1 << 8) | (1 << 10);
 
@@ -63,5 +65,14 @@ pub fn set_long_mode(
         ..Default::default()
     };
     vcpu.set_fpu(&fpu).map_err(kvm("KVM_SET_FPU"))?;
+
+    // XCR0 = x87 | SSE. A fresh vCPU has XCR0 = x87 only; hosts that switch FPU state with
+    // XSAVE (kvm-pvm among them) then cannot run the guest's SSE instructions natively and
+    // fall back to KVM's emulator, which has no SSE.
+    let mut xcrs = vcpu.get_xcrs().map_err(kvm("KVM_GET_XCRS"))?;
+    xcrs.nr_xcrs = 1;
+    xcrs.xcrs[0].xcr = 0;
+    xcrs.xcrs[0].value = XCR0;
+    vcpu.set_xcrs(&xcrs).map_err(kvm("KVM_SET_XCRS"))?;
     Ok(())
 }

@@ -1,0 +1,41 @@
+//! Decimal formatting that stays out of libcore's SSE code paths.
+//!
+//! The prebuilt libcore is compiled with SSE2, and its decimal `Display` for large integers
+//! and its padding code (`{:<8}`) use SSE instructions, which end in KVM emulation failures on
+//! kvm-pvm hosts. Hex formatting and plain `write_str` do not. The kernel therefore prints
+//! decimals with [`Dec`] and never uses width or fill specifiers.
+
+use core::fmt;
+
+/// A u64 printed in decimal by this kernel's own code.
+pub struct Dec(pub u64);
+
+impl fmt::Display for Dec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut v = self.0;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        // SAFETY: only ASCII digits were written.
+        f.write_str(unsafe { core::str::from_utf8_unchecked(&buf[i..]) })
+    }
+}
+
+/// A signed value in decimal.
+pub struct IDec(pub i64);
+
+impl fmt::Display for IDec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        Dec(self.0.unsigned_abs()).fmt(f)
+    }
+}

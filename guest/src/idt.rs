@@ -1,0 +1,190 @@
+//! The IDT: 256 gates, each pointing at a 16-byte entry stub, all funnelling into one common
+//! path that saves the full register state (a [`Frame`], laid out like Linux's `pt_regs`) plus
+//! the SSE state, and calls [`dispatch`].
+//!
+//! Stub for vector `v` (16 bytes each, `STUBS + 16 * v`):
+//! ```text
+//!   push $0          ; only when the CPU pushes no error code (SDM table 6-1)
+//!   push $v
+//!   jmp  common
+//! ```
+//! Common path: `swapgs` if we came from ring 3, push the 15 general registers, align the stack,
+//! call `dispatch(&mut Frame)`, undo it all, `iretq`. The kernel is compiled without SSE/x87
+//! (see `.cargo/config.toml`), so handlers never touch the interrupted code's FPU state and no
+//! `fxsave` is needed — which matters on kvm-pvm hosts, where any FPU instruction in the guest
+//! ends in a KVM emulation failure. Every gate uses an IST stack: the prebuilt libcore uses the red zone below RSP,
+//! which an interrupt frame pushed on the same stack would overwrite.
+
+use crate::gdt;
+use core::cell::UnsafeCell;
+use irqlab_x86::gate::{Gate, GateType};
+use irqlab_x86::segment::Ring;
+
+/// Saved state of the interrupted context, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+#[allow(missing_docs)]
+pub struct Frame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Vector number (pushed by the stub).
+    pub vector: u64,
+    /// Error code (pushed by the CPU, or 0 by the stub).
+    pub error_code: u64,
+    /// Interrupted RIP (pushed by the CPU from here on).
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl Frame {
+    /// Whether the interrupted code ran in ring 3.
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+/// The 256 entry stubs.
+#[unsafe(naked)]
+#[link_section = ".text.isr"]
+unsafe extern "C" fn stubs() {
+    core::arch::naked_asm!(
+        ".set vec, 0",
+        ".rept 256",
+        ".balign 16",
+        // Vectors with a CPU-pushed error code: 8, 10-14, 17, 21, 29, 30.
+        ".if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)",
+        ".else",
+        "pushq $0",
+        ".endif",
+        "pushq $vec",
+        "jmp {common}",
+        ".set vec, vec + 1",
+        ".endr",
+        common = sym common,
+        options(att_syntax),
+    )
+}
+
+#[unsafe(naked)]
+unsafe extern "C" fn common() {
+    core::arch::naked_asm!(
+        // [rsp] = vector, [rsp+8] = error, [rsp+16] = rip, [rsp+24] = cs
+        "test qword ptr [rsp + 24], 3",
+        "jz 2f",
+        "swapgs",
+        "2:",
+        "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+        "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+        "cld",
+        "mov rbp, rsp",
+        // #NM raised because CR0.TS is set would raise #NM again at fxsave: clear TS first.
+        "cmp qword ptr [rbp + 120], 7",
+        "jne 4f",
+        "clts",
+        "4:",
+        "and rsp, -16",
+        "mov rdi, rbp",
+        "call {dispatch}",
+        "mov rsp, rbp",
+        "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+        "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+        "test qword ptr [rsp + 24], 3",
+        "jz 3f",
+        "swapgs",
+        "3:",
+        "add rsp, 16",
+        "iretq",
+        dispatch = sym dispatch,
+    )
+}
+
+extern "C" fn dispatch(frame: &mut Frame) {
+    if frame.vector < 32 {
+        crate::exceptions::handle(frame);
+    } else {
+        crate::interrupts::handle(frame);
+    }
+}
+
+struct Table(UnsafeCell<[[u64; 2]; 256]>);
+// SAFETY: written by `init`/`set_gate` on the boot CPU with interrupts off.
+unsafe impl Sync for Table {}
+static IDT: Table = Table(UnsafeCell::new([[0; 2]; 256]));
+
+/// The IST slot each vector uses.
+pub fn ist_for(vector: u8) -> u8 {
+    match vector {
+        2 => gdt::IST_NMI,
+        8 => gdt::IST_DOUBLE_FAULT,
+        13 => gdt::IST_GP,
+        14 => gdt::IST_PAGE_FAULT,
+        18 => gdt::IST_MACHINE_CHECK,
+        0..=31 => gdt::IST_EXCEPTION,
+        _ => gdt::IST_IRQ,
+    }
+}
+
+/// The gate for a vector: interrupt gates everywhere (IF cleared on entry); DPL 3 for `int3`
+/// and `int 0x80` so ring 3 may raise them.
+pub fn gate_for(vector: u8) -> Gate {
+    Gate {
+        offset: stubs as usize as u64 + 16 * u64::from(vector),
+        selector: gdt::KERNEL_CS,
+        ist: ist_for(vector),
+        kind: GateType::Interrupt,
+        dpl: if vector == 3 || vector == crate::syscall::INT80_VECTOR {
+            Ring::Ring3
+        } else {
+            Ring::Ring0
+        },
+    }
+}
+
+/// Fills all 256 gates and loads the IDT.
+pub fn init() {
+    for v in 0..=255u8 {
+        set_gate(v, gate_for(v));
+    }
+    let pointer = gdt::DescriptorPointer {
+        limit: (256 * 16 - 1) as u16,
+        base: IDT.0.get() as u64,
+    };
+    // SAFETY: the IDT is static and every gate points at a valid stub.
+    unsafe {
+        core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags))
+    };
+}
+
+/// Replaces one gate (the #DF self-test marks a gate not present).
+pub fn set_gate(vector: u8, gate: Gate) {
+    // SAFETY: a single aligned 16-byte store per entry, on the boot CPU with interrupts off.
+    unsafe { (*IDT.0.get())[usize::from(vector)] = gate.encode() };
+}
+
+/// Marks a gate not present.
+pub fn clear_gate(vector: u8) {
+    // SAFETY: as in `set_gate`.
+    unsafe { (*IDT.0.get())[usize::from(vector)] = [0, 0] };
+}
+
+/// Reads a gate back.
+pub fn gate(vector: u8) -> Option<Gate> {
+    // SAFETY: plain read of a static table.
+    Gate::decode(unsafe { (*IDT.0.get())[usize::from(vector)] })
+}

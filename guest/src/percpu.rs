@@ -1,0 +1,64 @@
+//! Per-CPU data reached through GS (`swapgs` on every ring-3 → ring-0 transition).
+//!
+//! While the kernel runs, IA32_GS_BASE points at this CPU's [`PerCpu`] and
+//! IA32_KERNEL_GS_BASE holds the user's GS base (0); `swapgs` exchanges them at the syscall
+//! entry, on interrupts and exceptions from ring 3, and before returning to ring 3. The field
+//! offsets are used by the assembly entry stubs, hence the `OFF_*` constants and the layout
+//! assertions.
+
+use core::cell::UnsafeCell;
+use core::mem::offset_of;
+
+/// This CPU's data.
+#[repr(C)]
+pub struct PerCpu {
+    /// Top of the stack the syscall entry switches to.
+    pub syscall_rsp: u64,
+    /// The user RSP saved by the syscall entry.
+    pub user_rsp: u64,
+    /// The kernel RSP `user::enter` saved, to come back to when the task ends.
+    pub task_return_rsp: u64,
+    /// System calls served.
+    pub syscalls: u64,
+    /// CPU index.
+    pub cpu: u64,
+}
+
+/// Offset of [`PerCpu::syscall_rsp`].
+pub const OFF_SYSCALL_RSP: usize = offset_of!(PerCpu, syscall_rsp);
+/// Offset of [`PerCpu::user_rsp`].
+pub const OFF_USER_RSP: usize = offset_of!(PerCpu, user_rsp);
+/// Offset of [`PerCpu::task_return_rsp`].
+pub const OFF_TASK_RETURN_RSP: usize = offset_of!(PerCpu, task_return_rsp);
+/// Offset of [`PerCpu::syscalls`].
+pub const OFF_SYSCALLS: usize = offset_of!(PerCpu, syscalls);
+
+struct Cell(UnsafeCell<PerCpu>);
+// SAFETY: one PerCpu per CPU; only its own CPU touches it, with interrupts off.
+unsafe impl Sync for Cell {}
+
+static CPU0: Cell = Cell(UnsafeCell::new(PerCpu {
+    syscall_rsp: 0,
+    user_rsp: 0,
+    task_return_rsp: 0,
+    syscalls: 0,
+    cpu: 0,
+}));
+
+/// Points GS at the boot CPU's data.
+pub fn init(syscall_stack_top: u64) {
+    let p = CPU0.0.get();
+    // SAFETY: called once on the boot CPU before anything else uses PerCpu.
+    unsafe { (*p).syscall_rsp = syscall_stack_top };
+    // SAFETY: GS_BASE = our PerCpu (kernel convention), KERNEL_GS_BASE = user GS (0).
+    unsafe {
+        crate::cpu::wrmsr(crate::cpu::MSR_GS_BASE, p as u64);
+        crate::cpu::wrmsr(crate::cpu::MSR_KERNEL_GS_BASE, 0);
+    }
+}
+
+/// System calls served on this CPU.
+pub fn syscalls() -> u64 {
+    // SAFETY: a plain read of this CPU's counter.
+    unsafe { core::ptr::read_volatile(&(*CPU0.0.get()).syscalls) }
+}

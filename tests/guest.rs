@@ -1,0 +1,148 @@
+//! The guest kernel's own self-test and experiments, booted on /dev/kvm.
+
+mod common;
+use common::*;
+
+fn on_pvm() -> bool {
+    std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+#[test]
+fn selftest_passes_every_mechanism_the_host_supports() {
+    if !kvm_or_skip("selftest_passes_every_mechanism_the_host_supports") {
+        return;
+    }
+    let (code, out, err) = run(&["run", "--cmdline", "run=selftest"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let results = results(&out);
+    let tag = |name: &str| {
+        results
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(t, _, d)| (t.as_str(), d.as_str()))
+            .unwrap_or_else(|| panic!("no result line for {name}:\n{out}"))
+    };
+    for name in [
+        "boot-info",
+        "long-mode",
+        "fpu-state",
+        "gdt-tss",
+        "idt",
+        "paging",
+        "exception-#DE",
+        "exception-#DB",
+        "exception-#UD",
+        "exception-#GP",
+        "exception-#PF",
+        "exception-#NP",
+        "exception-#SS",
+        "user-#PF",
+        "user-#GP",
+        "user-#UD",
+        "user-#DE",
+        "user-#AC",
+        "unexpected-vector",
+        "stack-canaries",
+    ] {
+        assert_eq!(tag(name).0, "PASS", "{name}: {:?}", tag(name));
+    }
+    // Host-dependent checks: PASS on VMX/SVM, SKIP with the reason on kvm-pvm.
+    for name in [
+        "exception-#BP",
+        "exception-#NM",
+        "exception-#XM",
+        "syscall-abi",
+        "int80-abi",
+    ] {
+        let (t, detail) = tag(name);
+        if on_pvm() {
+            assert_eq!(t, "SKIP", "{name}");
+            assert!(
+                detail.contains("pvm"),
+                "{name}: skip reason must name the host: {detail}"
+            );
+        } else {
+            assert_eq!(t, "PASS", "{name}: {detail}");
+        }
+    }
+    assert!(tag("exception-#PF").1.contains("guard page"));
+    assert!(tag("exception-#NP").1.contains("error code 0x38"));
+    assert!(tag("user-#PF")
+        .1
+        .contains("ended the task; kernel continues"));
+    assert_eq!(tag("exception-#TS").0, "SKIP");
+    assert_eq!(tag("exception-#MC").0, "SKIP");
+    let (passed, failed, skipped) = summary(&out).unwrap();
+    assert_eq!(failed, 0);
+    assert_eq!(passed + skipped, results.len() as u32);
+    // Ring-3 faults are reported with the faulting RIP and CS 0x23.
+    assert!(
+        out.contains("user fault: #GP (vector 13) at rip=0x") && out.contains("cs=0x23"),
+        "{out}"
+    );
+}
+
+#[test]
+fn double_fault_is_reported_and_stops_the_guest() {
+    if !kvm_or_skip("double_fault_is_reported_and_stops_the_guest") {
+        return;
+    }
+    let (code, out, err) = run(&["run", "--cmdline", "crash=double-fault"]);
+    assert_eq!(code, irqlab_abi::status::DOUBLE_FAULT as i32, "{out}{err}");
+    assert!(out.contains("DOUBLE FAULT: #DF (vector 8)"), "{out}");
+}
+
+#[test]
+fn unexpected_kernel_fault_is_reported() {
+    if !kvm_or_skip("unexpected_kernel_fault_is_reported") {
+        return;
+    }
+    let (code, out, err) = run(&["run", "--cmdline", "crash=kernel-fault"]);
+    assert_eq!(code, irqlab_abi::status::KERNEL_FAULT as i32, "{out}{err}");
+    assert!(
+        out.contains("KERNEL FAULT: #PF (vector 14)") && out.contains("kernel read"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cost_experiments_report_ordered_statistics() {
+    if !kvm_or_skip("cost_experiments_report_ordered_statistics") {
+        return;
+    }
+    let cfg = root().join("configs/cost.toml");
+    let (code, out, err) = run(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--cmdline",
+        "run=cost iters=1000",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("COST ") && l.contains("iters="))
+        .collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|l| l[5..].split(':').next().unwrap())
+        .collect();
+    for want in [
+        "timer-overhead",
+        "function-call",
+        "exception-#UD",
+        "pio-exit",
+    ] {
+        assert!(names.contains(&want), "{want} missing:\n{out}");
+    }
+    for row in rows {
+        let get = |k: &str| -> u64 {
+            row.split(' ')
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{k} in {row}"))
+        };
+        assert_eq!(get("iters="), 1000, "{row}");
+        let (min, median, p99) = (get("min="), get("median="), get("p99="));
+        assert!(min > 0 && min <= median && median <= p99, "{row}");
+    }
+}
