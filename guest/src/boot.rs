@@ -17,7 +17,7 @@ impl Boot {
     /// # Safety
     /// `addr` must be the pointer the VMM passed in RDI (identity-mapped, readable).
     pub unsafe fn from_addr(addr: u64) -> Result<Boot, Invalid> {
-        if addr == 0 || addr % 8 != 0 {
+        if addr == 0 || !addr.is_multiple_of(8) {
             return Err(Invalid::Magic(0));
         }
         // SAFETY: the caller guarantees `addr` is readable; alignment was checked.
@@ -60,11 +60,10 @@ impl Cmdline {
     /// The value of the last `key=value` word for `key`.
     pub fn get(&self, key: &str) -> Option<&'static str> {
         self.raw
-            .split(' ')
+            .rsplit(' ')
             .filter_map(|w| w.split_once('='))
-            .filter(|(k, _)| *k == key)
+            .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
-            .last()
     }
 
     /// A numeric value, or `default` when absent or malformed.

@@ -35,13 +35,7 @@ fn stats(samples: &mut [u32]) -> Stats {
 fn row(boot: &Boot, name: &str, samples: &mut [u32]) {
     let s = stats(samples);
     let khz = boot.info.tsc_khz;
-    let ns = |c: u32| {
-        if khz == 0 {
-            0
-        } else {
-            u64::from(c) * 1_000_000 / khz
-        }
-    };
+    let ns = |c: u32| (u64::from(c) * 1_000_000).checked_div(khz).unwrap_or(0);
     println!(
         "COST {name}: iters={} min={} median={} p99={} cycles (median {} ns)",
         Dec(samples.len() as u64),

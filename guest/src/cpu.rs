@@ -19,11 +19,7 @@ pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 pub const EFER_SCE: u64 = 1 << 0;
 /// EFER.LMA: long mode active.
 pub const EFER_LMA: u64 = 1 << 10;
-/// EFER.NXE: execute-disable enable.
-pub const EFER_NXE: u64 = 1 << 11;
 
-/// CR0.MP.
-pub const CR0_MP: u64 = 1 << 1;
 /// CR0.EM.
 pub const CR0_EM: u64 = 1 << 2;
 /// CR0.PG.
@@ -32,8 +28,6 @@ pub const CR0_PG: u64 = 1 << 31;
 pub const CR4_PAE: u64 = 1 << 5;
 /// CR4.OSFXSR.
 pub const CR4_OSFXSR: u64 = 1 << 9;
-/// CR4.OSXMMEXCPT.
-pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
 
 /// Reads an MSR.
 pub fn rdmsr(msr: u32) -> u64 {
@@ -73,14 +67,6 @@ pub fn cr2() -> u64 {
     v
 }
 
-/// CR3.
-pub fn cr3() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 /// Loads CR3 (switches address space, flushes non-global TLB entries).
 ///
 /// # Safety
@@ -95,14 +81,6 @@ pub fn cr4() -> u64 {
     let v: u64;
     // SAFETY: reading CR4 has no side effects.
     unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
-/// RFLAGS.
-pub fn rflags() -> u64 {
-    let v: u64;
-    // SAFETY: pushfq/pop only touch the stack slot they use.
-    unsafe { asm!("pushfq", "pop {}", out(reg) v, options(nomem, preserves_flags)) };
     v
 }
 

@@ -69,7 +69,7 @@ pub fn seen() -> Seen {
 /// Handles vectors 0–31.
 pub fn handle(frame: &mut Frame) {
     let vector = frame.vector as u8;
-    if EXPECT.vector.load(Ordering::Acquire) == frame.vector && !frame.from_user() {
+    if EXPECT.vector.load(Ordering::Acquire) == frame.vector && !frame.is_from_user() {
         EXPECT.hits.fetch_add(1, Ordering::Relaxed);
         EXPECT.error_code.store(frame.error_code, Ordering::Relaxed);
         EXPECT.rip.store(frame.rip, Ordering::Relaxed);
@@ -89,7 +89,7 @@ pub fn handle(frame: &mut Frame) {
         frame.rip += EXPECT.skip.load(Ordering::Relaxed);
         return;
     }
-    if frame.from_user() {
+    if frame.is_from_user() {
         crate::serial::force_unlock();
         println!("user fault: {}", Describe(frame));
         crate::user::abort(frame);

@@ -54,7 +54,7 @@ pub struct Frame {
 
 impl Frame {
     /// Whether the interrupted code ran in ring 3.
-    pub fn from_user(&self) -> bool {
+    pub fn is_from_user(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -144,7 +144,7 @@ pub fn ist_for(vector: u8) -> u8 {
 /// and `int 0x80` so ring 3 may raise them.
 pub fn gate_for(vector: u8) -> Gate {
     Gate {
-        offset: stubs as usize as u64 + 16 * u64::from(vector),
+        offset: stubs as *const () as u64 + 16 * u64::from(vector),
         selector: gdt::KERNEL_CS,
         ist: ist_for(vector),
         kind: GateType::Interrupt,

@@ -81,7 +81,7 @@ pub fn init(guards: &[u64]) {
             paging::table_entry(dir.0.as_ptr() as u64, WRITABLE | USER),
         );
         for (i, e) in dir.0.iter_mut().enumerate() {
-            let addr = (g as u64) << 30 | (i as u64) * PAGE_2M;
+            let addr = ((g as u64) << 30) | ((i as u64) * PAGE_2M);
             let cache = if addr >= 0xfe00_0000 {
                 CACHE_DISABLE | WRITE_THROUGH
             } else {

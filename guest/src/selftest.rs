@@ -12,6 +12,7 @@ use irqlab_x86::segment::Ring;
 
 /// Runs every check.
 pub fn run(boot: &Boot) {
+    memory_map(boot);
     cpu_state();
     tables();
     kernel_exceptions(boot);
@@ -22,6 +23,27 @@ pub fn run(boot: &Boot) {
         gdt::stacks_intact() && crate::BOOT_STACK.canary_ok(),
         "stack-canaries",
         "all IST, RSP0 and boot stack canaries intact"
+    );
+}
+
+fn memory_map(boot: &Boot) {
+    use irqlab_abi::boot_info::{MEM_KERNEL, MEM_RAM};
+    let map = boot.mem_map();
+    let kernel = map.iter().any(|e| {
+        e.kind == MEM_KERNEL && e.addr <= 0x10_0000 && e.addr + e.size >= paging::kernel_end()
+    });
+    let ram: u64 = map
+        .iter()
+        .filter(|e| e.kind == MEM_RAM)
+        .map(|e| e.size)
+        .sum();
+    check!(
+        kernel && ram > 0,
+        "memory-map",
+        "{} entries; the kernel entry covers the image up to {:#x}; {} KiB free RAM",
+        Dec(map.len() as u64),
+        paging::kernel_end(),
+        Dec(ram >> 10)
     );
 }
 
@@ -82,7 +104,7 @@ fn tables() {
     check!(
         paging::is_user(us)
             && paging::is_user(ue - 1)
-            && !paging::is_user(crate::kmain as usize as u64)
+            && !paging::is_user(crate::kmain as *const () as u64)
             && !paging::is_user(ue),
         "paging",
         "user window {us:#x}..{ue:#x} is U=1, kernel text is U=0"

@@ -45,7 +45,7 @@ pub fn init() {
     // SAFETY: the selectors match the GDT layout above and `entry` is a valid entry stub.
     unsafe {
         cpu::wrmsr(cpu::MSR_STAR, star);
-        cpu::wrmsr(cpu::MSR_LSTAR, entry as usize as u64);
+        cpu::wrmsr(cpu::MSR_LSTAR, entry as *const () as u64);
         cpu::wrmsr(cpu::MSR_FMASK, FMASK);
         cpu::wrmsr(cpu::MSR_EFER, cpu::rdmsr(cpu::MSR_EFER) | cpu::EFER_SCE);
     }

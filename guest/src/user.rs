@@ -104,7 +104,7 @@ pub fn enter(program: Program, arg: u64) -> TaskEnd {
     let stack_top = USER_STACK.addr() + USER_STACK_SIZE as u64;
     // SAFETY: `program` is in `.user_text`, the stack in `.user_data`; the kernel context is
     // saved in the per-CPU data and restored by `finish`/`abort`.
-    let code = unsafe { enter_user(program as usize as u64, stack_top, arg) };
+    let code = unsafe { enter_user(program as *const () as u64, stack_top, arg) };
     if code == FAULTED {
         TaskEnd::Faulted {
             vector: FAULT_VECTOR.load(Ordering::Relaxed) as u8,
@@ -207,7 +207,9 @@ fn call(use_int80: u64, n: u64, a: [u64; 6]) -> u64 {
 #[inline(always)]
 fn exit(code: u64) -> ! {
     syscall6(nr::EXIT, [code, 0, 0, 0, 0, 0]);
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 #[inline(always)]
