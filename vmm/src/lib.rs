@@ -6,7 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod arch;
-pub mod bench;
 pub mod config;
 pub mod console;
 pub mod device_manager;

@@ -1,7 +1,6 @@
 //! Command-line parsing and dispatch. Every failure prints one line on stderr, prefixed with
 //! `irqlab:`, and maps to a documented exit code (see `irqlab::outcome::code`).
 
-mod bench;
 mod check;
 mod run;
 
@@ -15,7 +14,6 @@ Examples:
   irqlab run configs/cost.toml --timeout 30   override a config value
   irqlab run --kernel my.elf --cmdline 'x=1'  boot your own ELF64 kernel
   irqlab check                                report what this host supports
-  irqlab bench boot --runs 20                 boot time, exit-loop cost, VMM memory
 
 Exit codes: guest status 0-63 (0 = all passed); 64 usage, 65 config, 66 kernel image,
 69 host, 70 internal, 71 triple fault, 72 KVM internal error, 73 guest stopped,
@@ -35,9 +33,6 @@ enum Command {
     Run(run::RunArgs),
     /// Report the host's KVM capabilities.
     Check,
-    /// Measure irqlab itself.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 /// Parses the command line, runs it, returns the exit code.
@@ -52,6 +47,5 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check => check::check(),
-        Command::Bench(b) => bench::bench(b),
     }
 }
