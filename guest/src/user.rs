@@ -296,14 +296,14 @@ pub extern "C" fn misaligned(addr: u64) -> ! {
     exit(1)
 }
 
-/// Times `syscall(yield)` round trips: writes `iterations` cycle counts to [`SAMPLES`].
-#[link_section = ".user_text"]
-pub extern "C" fn syscall_cost(iterations: u64) -> ! {
+/// Times `iterations` calls of `round_trip`, writing cycle counts to [`SAMPLES`].
+#[inline(always)]
+fn time_round_trips(iterations: u64, round_trip: impl Fn()) {
     let samples = SAMPLES.0.get() as *mut u32;
     let mut i = 0;
     while i < iterations {
         let t0 = cpu::rdtsc_ordered();
-        syscall6(nr::YIELD, [0; 6]);
+        round_trip();
         let t1 = cpu::rdtsc_ordered();
         // SAFETY: the kernel bounds `iterations` by MAX_SAMPLES.
         unsafe {
@@ -313,26 +313,23 @@ pub extern "C" fn syscall_cost(iterations: u64) -> ! {
         };
         i += 1;
     }
+}
+
+/// Times `syscall(yield)` round trips into [`SAMPLES`].
+#[link_section = ".user_text"]
+pub extern "C" fn syscall_cost(iterations: u64) -> ! {
+    time_round_trips(iterations, || {
+        syscall6(nr::YIELD, [0; 6]);
+    });
     exit(0)
 }
 
 /// Times `int 0x80` (yield) round trips into [`SAMPLES`].
 #[link_section = ".user_text"]
 pub extern "C" fn int80_cost(iterations: u64) -> ! {
-    let samples = SAMPLES.0.get() as *mut u32;
-    let mut i = 0;
-    while i < iterations {
-        let t0 = cpu::rdtsc_ordered();
+    time_round_trips(iterations, || {
         int80(nr::YIELD, [0; 6]);
-        let t1 = cpu::rdtsc_ordered();
-        // SAFETY: as in `syscall_cost`.
-        unsafe {
-            samples
-                .add(i as usize)
-                .write_volatile(t1.wrapping_sub(t0) as u32)
-        };
-        i += 1;
-    }
+    });
     exit(0)
 }
 
