@@ -10,6 +10,7 @@
 //! 0x0008_0000  top of the entry stack (ENTRY_STACK_TOP, grows down to 0x10000)
 //! 0x0010_0000  kernel image           (KERNEL_MIN_ADDR: no PT_LOAD may start below)
 //! kernel end   free RAM up to the end of guest memory (see the memory map)
+//! 0xd000_0000  MSI source device      (MSI_SOURCE_BASE, uncached)
 //! 0xfec0_0000  IO-APIC MMIO window    (uncached)
 //! 0xfee0_0000  LAPIC MMIO window      (uncached)
 //! ```
@@ -40,6 +41,9 @@ pub const IOAPIC_BASE: u64 = 0xfec0_0000;
 pub const LAPIC_BASE: u64 = 0xfee0_0000;
 /// Start of the 32-bit MMIO hole: guest RAM never reaches it.
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
+
+/// Base of the MSI source device's MMIO window (see [`crate::msi_source`]).
+pub const MSI_SOURCE_BASE: u64 = 0xd000_0000;
 
 /// Selector of the 64-bit kernel code segment in the boot GDT.
 pub const BOOT_CS: u16 = 0x08;

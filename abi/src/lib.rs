@@ -13,6 +13,7 @@
 
 pub mod boot_info;
 pub mod layout;
+pub mod msi_source;
 pub mod ports;
 pub mod status;
 pub mod syscall;

@@ -9,6 +9,9 @@
 
 pub mod bench_port;
 pub mod debug_exit;
+pub mod ioapic;
+pub mod msi_source;
+pub mod pit;
 pub mod uart;
 
 /// A device on the port-I/O or MMIO bus.
@@ -39,6 +42,37 @@ pub struct NoIrq;
 
 impl IrqLine for NoIrq {
     fn set_level(&self, _level: bool) {}
+}
+
+/// A message-signalled interrupt: the address/data pair a device writes (Intel SDM vol. 3
+/// §11.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MsiMessage {
+    /// Address (0xFEEx_xxxx: destination and mode bits).
+    pub address: u64,
+    /// Data (vector, delivery mode, trigger bits).
+    pub data: u32,
+}
+
+/// What became of one MSI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsiOutcome {
+    /// A local APIC accepted it.
+    Delivered,
+    /// No local APIC accepted it because the vector was already pending (coalesced), or the
+    /// destination matched nobody.
+    Coalesced,
+    /// The sink could not send it (the errno, for the VMM's KVM sink).
+    Failed(i32),
+}
+
+/// Where MSIs go: `KVM_SIGNAL_MSI` in the VMM, a recorder in tests.
+pub trait MsiSink: Send + Sync {
+    /// Sends one message.
+    fn send(&self, msg: MsiMessage) -> MsiOutcome;
+    /// The IO-APIC's routes changed (the VMM mirrors level-triggered vectors into KVM so that
+    /// their EOIs exit to userspace). The default ignores it.
+    fn routes_changed(&self, _routes: &[ioapic::PinRoute]) {}
 }
 
 /// Little-endian value of a 1-, 2-, 4- or 8-byte access, `None` for any other width.

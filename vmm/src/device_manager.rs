@@ -2,21 +2,44 @@
 //!
 //! | device      | window            | interrupt            |
 //! |-------------|-------------------|----------------------|
+//! | IO-APIC     | MMIO 0xfec00000 (4 KiB) | MSIs via `KVM_SIGNAL_MSI` (split irqchip) |
+//! | 8254 PIT    | ports 0x40–0x43   | IO-APIC pin 2 (split irqchip) |
 //! | COM1 16550  | ports 0x3f8–0x3ff | IO-APIC pin 4        |
 //! | debug-exit  | ports 0xf4–0xf7   | –                    |
 //! | bench port  | port 0xf8         | –                    |
+//! | MSI source  | MMIO 0xd0000000 (4 KiB) | MSIs via `KVM_SIGNAL_MSI` |
+//!
+//! With `irqchip = "kernel"` KVM models the IO-APIC, the PICs and the PIT; the UART then
+//! drives GSI 4 with `KVM_IRQ_LINE`.
 
 use crate::console::ConsoleOut;
+use crate::interrupts::IoApicPin;
+use crate::pit_timer::{new_timer, HostClock, HostPitTimer, SharedTimer};
+use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
 use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
 use irqlab_devices::debug_exit::{self, DebugExit};
+use irqlab_devices::ioapic::{self, IoApic};
+use irqlab_devices::msi_source::MsiSource;
+use irqlab_devices::pit::{self, Pit};
 use irqlab_devices::uart::{self, Uart};
-use irqlab_devices::{BusDevice, ExitSink, NoIrq};
+use irqlab_devices::{BusDevice, ExitSink, IrqLine, MsiSink};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A device shared between vCPU threads.
 pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
+
+/// Device setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Two windows overlap.
+    #[error(transparent)]
+    Overlap(#[from] OverlapError),
+    /// The PIT's host timer could not be created.
+    #[error("PIT host timer (timerfd): {0}")]
+    Timer(#[source] std::io::Error),
+}
 
 /// Two windows overlap.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +121,19 @@ impl Bus {
     }
 }
 
+/// How the devices' interrupts leave the device models.
+pub enum IrqWiring {
+    /// Userspace IO-APIC and PIT; MSIs through this sink.
+    Split(Arc<dyn MsiSink>),
+    /// In-kernel IO-APIC and PIT: this line for the UART's GSI; MSIs through the sink.
+    Kernel {
+        /// MSI sink (the MSI source device).
+        msi: Arc<dyn MsiSink>,
+        /// The UART's GSI.
+        uart_line: Arc<dyn IrqLine>,
+    },
+}
+
 /// All devices of one VM.
 pub struct Devices {
     /// Port-I/O bus.
@@ -108,14 +144,36 @@ pub struct Devices {
     pub uart: Arc<Mutex<Uart<ConsoleOut>>>,
     /// The benchmark port.
     pub bench: Arc<Mutex<BenchPort>>,
+    /// The userspace IO-APIC (split irqchip only).
+    pub ioapic: Option<Arc<Mutex<IoApic>>>,
+    /// The userspace PIT and its host timer (split irqchip only).
+    pub pit: Option<(Arc<Mutex<Pit>>, SharedTimer)>,
+    /// The MSI source device.
+    pub msi_source: Arc<Mutex<MsiSource>>,
 }
 
 impl Devices {
-    /// Creates and places the devices. Order: console first (so later failures can print),
-    /// then the debug-exit port, then the benchmark port.
-    pub fn new(console: ConsoleOut, exit: Arc<dyn ExitSink>) -> Result<Devices, OverlapError> {
+    /// Creates and places the devices. Order: the interrupt controller first (the others
+    /// connect to its pins), then the console (so later failures can print), the debug-exit
+    /// and benchmark ports, the PIT, and the MSI source.
+    pub fn new(
+        console: ConsoleOut,
+        exit: Arc<dyn ExitSink>,
+        irqs: IrqWiring,
+    ) -> Result<Devices, DeviceError> {
         let mut pio = Bus::default();
-        let uart = Arc::new(Mutex::new(Uart::new(Arc::new(NoIrq), console)));
+        let mut mmio = Bus::default();
+        let (msi, ioapic, uart_line): (Arc<dyn MsiSink>, _, Arc<dyn IrqLine>) = match irqs {
+            IrqWiring::Split(msi) => {
+                let ioapic = Arc::new(Mutex::new(IoApic::new(msi.clone())));
+                mmio.insert("IO-APIC", IOAPIC_BASE, ioapic::WINDOW, ioapic.clone())?;
+                let line = Arc::new(IoApicPin::new(ioapic.clone(), ports::COM1_GSI));
+                (msi, Some(ioapic), line)
+            }
+            IrqWiring::Kernel { msi, uart_line } => (msi, None, uart_line),
+        };
+
+        let uart = Arc::new(Mutex::new(Uart::new(uart_line, console)));
         pio.insert("COM1", ports::COM1.into(), uart::WINDOW, uart.clone())?;
         pio.insert(
             "debug-exit",
@@ -125,16 +183,45 @@ impl Devices {
         )?;
         let bench = Arc::new(Mutex::new(BenchPort::default()));
         pio.insert("bench", ports::BENCH.into(), 1, bench.clone())?;
+
+        let pit = match &ioapic {
+            Some(ioapic) => {
+                let timer = new_timer().map_err(DeviceError::Timer)?;
+                let pit = Arc::new(Mutex::new(Pit::new(
+                    Box::new(HostClock::new()),
+                    Box::new(HostPitTimer(timer.clone())),
+                    Arc::new(IoApicPin::new(ioapic.clone(), ports::PIT_GSI)),
+                )));
+                pio.insert("PIT", ports::PIT_BASE.into(), pit::WINDOW, pit.clone())?;
+                Some((pit, timer))
+            }
+            None => None,
+        };
+
+        let msi_source = Arc::new(Mutex::new(MsiSource::new(msi)));
+        mmio.insert(
+            "MSI source",
+            MSI_SOURCE_BASE,
+            irqlab_abi::msi_source::WINDOW,
+            msi_source.clone(),
+        )?;
         Ok(Devices {
             pio,
-            mmio: Bus::default(),
+            mmio,
             uart,
             bench,
+            ioapic,
+            pit,
+            msi_source,
         })
     }
 
-    /// Flushes the console.
-    pub fn flush(&self) {
+    /// Stops device threads and flushes the console.
+    pub fn shutdown(&self) {
+        self.msi_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown();
         let _ = self
             .uart
             .lock()

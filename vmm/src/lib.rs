@@ -10,10 +10,12 @@ pub mod config;
 pub mod console;
 pub mod device_manager;
 pub mod host;
+pub mod interrupts;
 pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod outcome;
+pub mod pit_timer;
 pub mod vcpu;
 pub mod vm;
 

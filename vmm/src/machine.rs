@@ -9,7 +9,9 @@
 use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, regs, BootError};
 use crate::config::{IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
-use crate::device_manager::{Devices, OverlapError};
+use crate::device_manager::{DeviceError, Devices, IrqWiring};
+use crate::interrupts::{KvmGsiLine, KvmInterrupts};
+use crate::pit_timer::PitTicker;
 use crate::loader::{elf, KernelImage};
 use crate::outcome::Outcome;
 use crate::vcpu::{StopControl, Vcpu};
@@ -38,9 +40,9 @@ pub enum SetupError {
     /// Boot structure setup (exit code 70).
     #[error(transparent)]
     Boot(#[from] BootError),
-    /// Device layout (exit code 70).
+    /// Device setup (exit code 70).
     #[error(transparent)]
-    Devices(#[from] OverlapError),
+    Devices(#[from] DeviceError),
     /// Serial log file (exit code 65: it is a config value).
     #[error("{}: cannot create serial log: {source}", path.display())]
     SerialLog {
@@ -222,7 +224,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
 
     let kvm = vm::open_kvm()?;
     let host_kind = host::detect_host_kind();
-    let vm_fd = vm::create(&kvm, config.irqchip)?;
+    let vm_fd = Arc::new(vm::create(&kvm, config.irqchip)?);
     let mem = memory::create(mem_size)?;
     vm::register_memory(&vm_fd, &mem)?;
     let kernel = elf::load(&image, &mem, mem_size)?;
@@ -286,7 +288,26 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         })?;
         console = console.with_file(file);
     }
-    let devices = Arc::new(Devices::new(console, shared.clone())?);
+    let kvm_irqs = Arc::new(KvmInterrupts::new(vm_fd.clone()));
+    let wiring = match config.irqchip {
+        IrqchipMode::Split => IrqWiring::Split(kvm_irqs.clone()),
+        IrqchipMode::Kernel => {
+            kvm_irqs
+                .route_kernel_irqchip()
+                .map_err(|source| vm::VmError::Ioctl {
+                    ioctl: "KVM_SET_GSI_ROUTING",
+                    source,
+                })?;
+            IrqWiring::Kernel {
+                msi: kvm_irqs.clone(),
+                uart_line: Arc::new(KvmGsiLine::new(
+                    vm_fd.clone(),
+                    irqlab_abi::ports::COM1_GSI.into(),
+                )),
+            }
+        }
+    };
+    let devices = Arc::new(Devices::new(console, shared.clone(), wiring)?);
 
     let (signals, old_mask) = if opts.handle_signals {
         let (fd, old) = block_stop_signals().map_err(os("signalfd"))?;
@@ -332,6 +353,12 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             what: "epoll",
             source: std::io::Error::other(format!("{e:?}")),
         })?;
+    if let Some((pit, timer)) = &devices.pit {
+        manager.add_subscriber(Arc::new(Mutex::new(PitTicker {
+            pit: pit.clone(),
+            timer: timer.clone(),
+        })));
+    }
     manager.add_subscriber(Arc::new(Mutex::new(StopWatcher {
         shared: shared.clone(),
         timer,
@@ -359,7 +386,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             });
         }
     }
-    devices.flush();
+    devices.shutdown();
     if let Some(old) = &old_mask {
         restore_signals(old);
     }

@@ -62,9 +62,18 @@ pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
             devices.mmio.read(addr, data);
             ExitAction::Continue
         }
-        // The EOI broadcast of a level-triggered vector (split irqchip); the IO-APIC model
-        // consumes it once it exists. Signals and interrupt windows just re-enter.
-        VcpuExit::IoapicEoi(_) | VcpuExit::Intr | VcpuExit::IrqWindowOpen => ExitAction::Continue,
+        // The EOI broadcast of a level-triggered vector (split irqchip).
+        VcpuExit::IoapicEoi(vector) => {
+            if let Some(ioapic) = &devices.ioapic {
+                ioapic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .end_of_interrupt(vector);
+            }
+            ExitAction::Continue
+        }
+        // Signals and interrupt windows just re-enter.
+        VcpuExit::Intr | VcpuExit::IrqWindowOpen => ExitAction::Continue,
         VcpuExit::Shutdown => ExitAction::Shutdown,
         VcpuExit::InternalError => ExitAction::InternalError,
         VcpuExit::FailEntry(reason, _cpu) => ExitAction::FailEntry(reason),

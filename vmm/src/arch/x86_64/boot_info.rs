@@ -77,7 +77,13 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
         kernel_start: facts.kernel.start,
         kernel_end: facts.kernel.end,
         devices: Devices {
-            present: bi::DEV_UART | bi::DEV_DEBUG_EXIT | bi::DEV_BENCH,
+            // With the kernel irqchip KVM provides the PIT and IO-APIC at the same places.
+            present: bi::DEV_UART
+                | bi::DEV_DEBUG_EXIT
+                | bi::DEV_BENCH
+                | bi::DEV_PIT
+                | bi::DEV_IOAPIC
+                | bi::DEV_MSI_SOURCE,
             uart_port: ports::COM1,
             debug_exit_port: ports::DEBUG_EXIT,
             bench_port: ports::BENCH,
@@ -86,6 +92,7 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
             pit_gsi: ports::PIT_GSI,
             ioapic_base: irqlab_abi::layout::IOAPIC_BASE,
             lapic_base: irqlab_abi::layout::LAPIC_BASE,
+            msi_source_base: irqlab_abi::layout::MSI_SOURCE_BASE,
             ..Default::default()
         },
         ..Default::default()

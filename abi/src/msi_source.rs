@@ -1,0 +1,58 @@
+//! Register map of irqlab's MSI source device (an MMIO window of [`WINDOW`] bytes at
+//! [`crate::layout::MSI_SOURCE_BASE`]). All registers are 32 bits wide and little-endian.
+//!
+//! The guest programs an MSI address/data pair, a count and a rate, then writes
+//! [`CTRL_START`] to [`CONTROL`]. A VMM thread raises the MSIs (as a NIC's DMA engine would)
+//! and counts them; the guest compares [`SENT`] with the interrupts its handler saw.
+//!
+//! | offset | register   | access | meaning |
+//! |--------|------------|--------|---------|
+//! | 0x00   | ID         | RO     | [`ID_VALUE`] |
+//! | 0x04   | ADDR_LO    | RW     | MSI address bits 31:0 |
+//! | 0x08   | ADDR_HI    | RW     | MSI address bits 63:32 |
+//! | 0x0c   | DATA       | RW     | MSI data |
+//! | 0x10   | COUNT      | RW     | MSIs to raise |
+//! | 0x14   | RATE_HZ    | RW     | MSIs per second (0: back to back) |
+//! | 0x18   | CONTROL    | RW     | write [`CTRL_START`]/[`CTRL_STOP`]; reads [`STATUS_BUSY`] |
+//! | 0x1c   | SENT       | RO     | MSIs raised in the current/last run |
+//! | 0x20   | DELIVERED  | RO     | of those, accepted by a local APIC |
+//! | 0x24   | COALESCED  | RO     | of those, merged into a pending one (lost to software) |
+//! | 0x28   | FAILED     | RO     | of those, the host could not send |
+//! | 0x2c   | LATE       | RO     | sent more than one period behind schedule |
+//!
+//! Writes to ADDR/DATA/COUNT/RATE while a run is busy are ignored.
+
+/// Bytes of the MMIO window.
+pub const WINDOW: u64 = 0x1000;
+/// ID register.
+pub const ID: u64 = 0x00;
+/// `"MSIS"` as a little-endian u32.
+pub const ID_VALUE: u32 = u32::from_le_bytes(*b"MSIS");
+/// MSI address, low half.
+pub const ADDR_LO: u64 = 0x04;
+/// MSI address, high half.
+pub const ADDR_HI: u64 = 0x08;
+/// MSI data.
+pub const DATA: u64 = 0x0c;
+/// Number of MSIs per run.
+pub const COUNT: u64 = 0x10;
+/// Rate in Hz (0 = as fast as possible).
+pub const RATE_HZ: u64 = 0x14;
+/// Control/status.
+pub const CONTROL: u64 = 0x18;
+/// MSIs raised.
+pub const SENT: u64 = 0x1c;
+/// MSIs a local APIC accepted.
+pub const DELIVERED: u64 = 0x20;
+/// MSIs coalesced with a pending one.
+pub const COALESCED: u64 = 0x24;
+/// MSIs the host failed to send.
+pub const FAILED: u64 = 0x28;
+/// MSIs sent later than one period behind schedule.
+pub const LATE: u64 = 0x2c;
+/// CONTROL write: start a run with the programmed registers.
+pub const CTRL_START: u32 = 1;
+/// CONTROL write: stop the current run.
+pub const CTRL_STOP: u32 = 2;
+/// CONTROL read bit: a run is in progress.
+pub const STATUS_BUSY: u32 = 1;

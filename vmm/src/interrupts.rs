@@ -1,0 +1,172 @@
+//! How device interrupts reach KVM.
+//!
+//! * Split irqchip (default): devices drive IO-APIC pins ([`IoApicPin`]); the userspace
+//!   IO-APIC turns each assertion into an MSI that [`KvmInterrupts`] sends with
+//!   `KVM_SIGNAL_MSI` to the in-kernel local APICs. KVM only knows which vectors are
+//!   level-triggered (and so must exit with `KVM_EXIT_IOAPIC_EOI` when the guest EOIs them)
+//!   from the GSI routing table, so every change of the redirection table is mirrored into
+//!   `KVM_SET_GSI_ROUTING` as one MSI route per pin.
+//! * Kernel irqchip: devices drive GSIs with `KVM_IRQ_LINE` ([`KvmGsiLine`]); the routing
+//!   table is set once so that ISA IRQ 0 (the in-kernel PIT) reaches IO-APIC pin 2, as on
+//!   boards with an IO-APIC (KVM's default sends it to pin 0).
+//!
+//! MSI devices use `KVM_SIGNAL_MSI` in both models.
+
+use irqlab_devices::ioapic::{IoApic, PinRoute};
+use irqlab_devices::{IrqLine, MsiMessage, MsiOutcome, MsiSink};
+use kvm_bindings::{
+    kvm_irq_routing_entry, kvm_msi, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
+    KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
+};
+use kvm_ioctls::VmFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// IO-APIC pin that ISA IRQ 0 (the PIT) is wired to.
+const ISA_IRQ0_PIN: u32 = irqlab_abi::ports::PIT_GSI as u32;
+/// The 8259 cascade input: no IO-APIC pin carries ISA IRQ 2.
+const ISA_CASCADE: u32 = 2;
+
+/// Sends MSIs and mirrors IO-APIC routes into KVM.
+pub struct KvmInterrupts {
+    vm: Arc<VmFd>,
+    /// `KVM_SET_GSI_ROUTING` calls that failed (the level-triggered EOI exits of those routes
+    /// may be missing).
+    pub routing_errors: AtomicU64,
+}
+
+impl KvmInterrupts {
+    /// Interrupts of `vm`.
+    pub fn new(vm: Arc<VmFd>) -> Self {
+        KvmInterrupts {
+            vm,
+            routing_errors: AtomicU64::new(0),
+        }
+    }
+
+    fn set_routing(&self, entries: &[kvm_irq_routing_entry]) -> Result<(), kvm_ioctls::Error> {
+        let routing =
+            KvmIrqRouting::from_entries(entries).map_err(|_| kvm_ioctls::Error::new(libc::E2BIG))?;
+        self.vm.set_gsi_routing(&routing)
+    }
+
+    /// Kernel irqchip: ISA IRQs 0–15 to the PICs, GSIs 0–23 to IO-APIC pins, except that ISA
+    /// IRQ 0 goes to pin 2 and no GSI reaches pin 0 (the MADT interrupt-source override every
+    /// PC firmware publishes).
+    pub fn route_kernel_irqchip(&self) -> Result<(), kvm_ioctls::Error> {
+        let chip = |gsi: u32, irqchip: u32, pin: u32| {
+            let mut e = kvm_irq_routing_entry {
+                gsi,
+                type_: KVM_IRQ_ROUTING_IRQCHIP,
+                ..Default::default()
+            };
+            e.u.irqchip.irqchip = irqchip;
+            e.u.irqchip.pin = pin;
+            e
+        };
+        let mut entries = Vec::new();
+        for gsi in 0..crate::vm::IOAPIC_PINS as u32 {
+            if gsi < 8 {
+                entries.push(chip(gsi, KVM_IRQCHIP_PIC_MASTER, gsi));
+            } else if gsi < 16 {
+                entries.push(chip(gsi, KVM_IRQCHIP_PIC_SLAVE, gsi - 8));
+            }
+            match gsi {
+                0 => entries.push(chip(0, KVM_IRQCHIP_IOAPIC, ISA_IRQ0_PIN)),
+                ISA_CASCADE => {}
+                _ => entries.push(chip(gsi, KVM_IRQCHIP_IOAPIC, gsi)),
+            }
+        }
+        self.set_routing(&entries)
+    }
+}
+
+impl MsiSink for KvmInterrupts {
+    fn send(&self, msg: MsiMessage) -> MsiOutcome {
+        let msi = kvm_msi {
+            address_lo: msg.address as u32,
+            address_hi: (msg.address >> 32) as u32,
+            data: msg.data,
+            ..Default::default()
+        };
+        // KVM_SIGNAL_MSI: > 0 delivered, 0 blocked by the guest (coalesced), < 0 error.
+        match self.vm.signal_msi(msi) {
+            Ok(n) if n > 0 => MsiOutcome::Delivered,
+            Ok(_) => MsiOutcome::Coalesced,
+            Err(e) => MsiOutcome::Failed(e.errno()),
+        }
+    }
+
+    fn routes_changed(&self, routes: &[PinRoute]) {
+        let entries: Vec<_> = routes
+            .iter()
+            .filter(|r| !r.masked)
+            .map(|r| {
+                let mut e = kvm_irq_routing_entry {
+                    gsi: r.pin,
+                    type_: KVM_IRQ_ROUTING_MSI,
+                    ..Default::default()
+                };
+                e.u.msi.address_lo = r.msi.address as u32;
+                e.u.msi.address_hi = (r.msi.address >> 32) as u32;
+                e.u.msi.data = r.msi.data;
+                e
+            })
+            .collect();
+        if self.set_routing(&entries).is_err() {
+            self.routing_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A GSI of the in-kernel irqchip, driven with `KVM_IRQ_LINE`.
+pub struct KvmGsiLine {
+    vm: Arc<VmFd>,
+    gsi: u32,
+    /// Calls KVM refused.
+    pub errors: AtomicU64,
+}
+
+impl KvmGsiLine {
+    /// Line `gsi` of `vm`.
+    pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
+        KvmGsiLine {
+            vm,
+            gsi,
+            errors: AtomicU64::new(0),
+        }
+    }
+}
+
+impl IrqLine for KvmGsiLine {
+    fn set_level(&self, level: bool) {
+        if self.vm.set_irq_line(self.gsi, level).is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An input pin of the userspace IO-APIC.
+pub struct IoApicPin {
+    ioapic: Arc<Mutex<IoApic>>,
+    pin: usize,
+}
+
+impl IoApicPin {
+    /// Pin `pin` of `ioapic`.
+    pub fn new(ioapic: Arc<Mutex<IoApic>>, pin: u8) -> Self {
+        IoApicPin {
+            ioapic,
+            pin: pin.into(),
+        }
+    }
+}
+
+impl IrqLine for IoApicPin {
+    fn set_level(&self, level: bool) {
+        self.ioapic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_irq(self.pin, level);
+    }
+}
