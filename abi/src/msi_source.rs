@@ -16,7 +16,7 @@
 //! | 0x18   | CONTROL    | RW     | write [`CTRL_START`]/[`CTRL_STOP`]; reads [`STATUS_BUSY`] |
 //! | 0x1c   | SENT       | RO     | MSIs raised in the current/last run |
 //! | 0x20   | DELIVERED  | RO     | of those, accepted by a local APIC |
-//! | 0x24   | COALESCED  | RO     | of those, merged into a pending one (lost to software) |
+//! | 0x24   | UNDELIVERED | RO    | of those, accepted by no local APIC |
 //! | 0x28   | FAILED     | RO     | of those, the host could not send |
 //! | 0x2c   | LATE       | RO     | sent more than one period behind schedule |
 //!
@@ -44,8 +44,10 @@ pub const CONTROL: u64 = 0x18;
 pub const SENT: u64 = 0x1c;
 /// MSIs a local APIC accepted.
 pub const DELIVERED: u64 = 0x20;
-/// MSIs coalesced with a pending one.
-pub const COALESCED: u64 = 0x24;
+/// MSIs no local APIC accepted (`KVM_SIGNAL_MSI` returned 0: no destination matched).
+/// A fixed MSI merged into an interrupt already pending in IRR is *not* counted here —
+/// KVM reports it delivered; only the guest's handler count shows it.
+pub const UNDELIVERED: u64 = 0x24;
 /// MSIs the host failed to send.
 pub const FAILED: u64 = 0x28;
 /// MSIs sent later than one period behind schedule.

@@ -218,8 +218,7 @@ impl RedirectionEntry {
     /// The MSI message this entry sends, or `None` for a reserved delivery mode.
     pub fn msi(self) -> Option<MsiMessage> {
         let mode = self.delivery_mode().ok()?;
-        let mut address =
-            MSI_ADDRESS_BASE | (u64::from(self.destination()) << MSI_ADDR_DEST_SHIFT);
+        let mut address = MSI_ADDRESS_BASE | (u64::from(self.destination()) << MSI_ADDR_DEST_SHIFT);
         if self.logical() {
             address |= MSI_ADDR_DEST_LOGICAL;
         }
@@ -239,8 +238,8 @@ impl RedirectionEntry {
 pub struct PinStats {
     /// MSIs the local APIC accepted.
     pub delivered: u64,
-    /// MSIs KVM reported as blocked (already pending in IRR: coalesced).
-    pub coalesced: u64,
+    /// MSIs no local APIC accepted (KVM returned 0).
+    pub undelivered: u64,
     /// Edges that arrived while the pin was masked (dropped, as on the chip).
     pub masked_edges: u64,
     /// Assertions not sent: reserved delivery mode, or the sink failed.
@@ -380,7 +379,7 @@ impl IoApic {
         }
     }
 
-    /// Sends the pin's message; true if the local APIC took it (or it was coalesced).
+    /// Sends the pin's message; true unless the sink failed.
     fn deliver(&mut self, pin: usize) -> bool {
         let Some(msg) = self.entries[pin].msi() else {
             self.stats[pin].failed += 1;
@@ -391,8 +390,8 @@ impl IoApic {
                 self.stats[pin].delivered += 1;
                 true
             }
-            MsiOutcome::Coalesced => {
-                self.stats[pin].coalesced += 1;
+            MsiOutcome::Blocked => {
+                self.stats[pin].undelivered += 1;
                 true
             }
             MsiOutcome::Failed(_) => {
@@ -492,7 +491,7 @@ mod tests {
         fn send(&self, msg: MsiMessage) -> MsiOutcome {
             self.sent.lock().unwrap().push(msg);
             if self.coalesce.load(std::sync::atomic::Ordering::Relaxed) {
-                MsiOutcome::Coalesced
+                MsiOutcome::Blocked
             } else {
                 MsiOutcome::Delivered
             }
@@ -738,7 +737,7 @@ mod tests {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         program(&mut io, 0, 0x30);
         io.set_irq(0, true);
-        assert_eq!(io.stats(0).unwrap().coalesced, 1);
+        assert_eq!(io.stats(0).unwrap().undelivered, 1);
         assert_eq!(io.stats(0).unwrap().delivered, 0);
     }
 

@@ -59,9 +59,10 @@ pub struct MsiMessage {
 pub enum MsiOutcome {
     /// A local APIC accepted it.
     Delivered,
-    /// No local APIC accepted it because the vector was already pending (coalesced), or the
-    /// destination matched nobody.
-    Coalesced,
+    /// No local APIC accepted it (`KVM_SIGNAL_MSI` returned 0: the destination matched
+    /// nobody). KVM reports a fixed interrupt that merged into an already pending IRR bit as
+    /// [`MsiOutcome::Delivered`]; only the guest can count those.
+    Blocked,
     /// The sink could not send it (the errno, for the VMM's KVM sink).
     Failed(i32),
 }

@@ -43,8 +43,8 @@ pub struct RunCounters {
     pub sent: AtomicU32,
     /// Accepted by a local APIC.
     pub delivered: AtomicU32,
-    /// Coalesced with a pending interrupt.
-    pub coalesced: AtomicU32,
+    /// Accepted by no local APIC.
+    pub undelivered: AtomicU32,
     /// The sink failed.
     pub failed: AtomicU32,
     /// Sent more than one period late.
@@ -163,7 +163,7 @@ impl MsiSource {
             reg::CONTROL => u32::from(self.busy()) * reg::STATUS_BUSY,
             reg::SENT => c.sent.load(Ordering::Acquire),
             reg::DELIVERED => c.delivered.load(Ordering::Acquire),
-            reg::COALESCED => c.coalesced.load(Ordering::Acquire),
+            reg::UNDELIVERED => c.undelivered.load(Ordering::Acquire),
             reg::FAILED => c.failed.load(Ordering::Acquire),
             reg::LATE => c.late.load(Ordering::Acquire),
             _ => return None,
@@ -245,7 +245,7 @@ impl Job {
             let outcome = self.sink.send(self.msg);
             match outcome {
                 MsiOutcome::Delivered => &c.delivered,
-                MsiOutcome::Coalesced => &c.coalesced,
+                MsiOutcome::Blocked => &c.undelivered,
                 MsiOutcome::Failed(_) => &c.failed,
             }
             .fetch_add(1, Ordering::Relaxed);
@@ -271,7 +271,10 @@ mod tests {
     impl MsiSink for Sink {
         fn send(&self, msg: MsiMessage) -> MsiOutcome {
             self.sent.lock().unwrap().push((msg, Instant::now()));
-            self.outcome.lock().unwrap().unwrap_or(MsiOutcome::Delivered)
+            self.outcome
+                .lock()
+                .unwrap()
+                .unwrap_or(MsiOutcome::Delivered)
         }
     }
 
@@ -313,7 +316,9 @@ mod tests {
         dev.wait_idle();
         let sent = sink.sent.lock().unwrap();
         assert_eq!(sent.len(), 25);
-        assert!(sent.iter().all(|(m, _)| m.address == 0xfee0_1000 && m.data == 0x41));
+        assert!(sent
+            .iter()
+            .all(|(m, _)| m.address == 0xfee0_1000 && m.data == 0x41));
         assert_eq!(r(&mut dev, reg::SENT), 25);
         assert_eq!(r(&mut dev, reg::DELIVERED), 25);
         assert_eq!(r(&mut dev, reg::CONTROL), 0);
@@ -334,15 +339,15 @@ mod tests {
     #[test]
     fn coalesced_and_failed_outcomes_are_counted() {
         let (sink, mut dev) = programmed(3, 0);
-        *sink.outcome.lock().unwrap() = Some(MsiOutcome::Coalesced);
+        *sink.outcome.lock().unwrap() = Some(MsiOutcome::Blocked);
         w(&mut dev, reg::CONTROL, reg::CTRL_START);
         dev.wait_idle();
-        assert_eq!(r(&mut dev, reg::COALESCED), 3);
+        assert_eq!(r(&mut dev, reg::UNDELIVERED), 3);
         *sink.outcome.lock().unwrap() = Some(MsiOutcome::Failed(22));
         w(&mut dev, reg::CONTROL, reg::CTRL_START);
         dev.wait_idle();
         assert_eq!(r(&mut dev, reg::FAILED), 3);
-        assert_eq!(r(&mut dev, reg::COALESCED), 0, "counters are per run");
+        assert_eq!(r(&mut dev, reg::UNDELIVERED), 0, "counters are per run");
     }
 
     #[test]

@@ -235,8 +235,7 @@ impl Channel {
         if let Some(paused) = self.paused_at {
             return Some(paused);
         }
-        self.start_ns
-            .map(|s| ns_to_clocks(now.saturating_sub(s)))
+        self.start_ns.map(|s| ns_to_clocks(now.saturating_sub(s)))
     }
 
     /// The counting element's value (binary, 0..=65535 as read).

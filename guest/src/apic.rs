@@ -1,8 +1,20 @@
-//! The local APIC (xAPIC MMIO at 0xfee00000; Intel SDM vol. 3 §11). Only what the self-test
-//! needs for now: software enable, EOI, and a self-IPI, which delivers a real external
-//! interrupt through the in-kernel LAPIC (no `int n` needed, so it works on every host).
+//! The local APIC (xAPIC MMIO at 0xfee00000; Intel SDM vol. 3 §11): software enable, EOI,
+//! IPIs (a self-IPI delivers a real external interrupt through the in-kernel LAPIC, no `int n`
+//! needed) and the LAPIC timer in one-shot, periodic and TSC-deadline modes (§11.5.4).
 
+const ID: u64 = 0x20;
 const SVR: u64 = 0xf0;
+const LVT_TIMER: u64 = 0x320;
+const TIMER_INITIAL: u64 = 0x380;
+const TIMER_CURRENT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3e0;
+/// Divide configuration 0b1011: divide by 1.
+const DIVIDE_BY_1: u32 = 0b1011;
+const LVT_MASKED: u32 = 1 << 16;
+/// IA32_TSC_DEADLINE.
+const MSR_TSC_DEADLINE: u32 = 0x6e0;
+/// ICR delivery status (send pending).
+const ICR_PENDING: u32 = 1 << 12;
 const EOI: u64 = 0xb0;
 const ICR_LOW: u64 = 0x300;
 const ICR_HIGH: u64 = 0x310;
@@ -49,6 +61,49 @@ impl Lapic {
         self.write(EOI, 0);
     }
 
+    /// This CPU's APIC ID.
+    pub fn id(&self) -> u8 {
+        (self.read(ID) >> 24) as u8
+    }
+
+    /// Sends an IPI: `icr_low` (vector, delivery mode, level, trigger) to APIC `dest`.
+    pub fn send_ipi(&self, dest: u8, icr_low: u32) {
+        self.write(ICR_HIGH, u32::from(dest) << 24);
+        self.write(ICR_LOW, icr_low);
+        while self.read(ICR_LOW) & ICR_PENDING != 0 {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Starts the LAPIC timer: `mode` with `vector`, counting `initial` bus clocks (divide
+    /// by 1). TSC-deadline mode ignores `initial`; arm it with [`Lapic::set_tsc_deadline`].
+    pub fn start_timer(&self, mode: TimerMode, vector: u8, initial: u32) {
+        self.write(TIMER_DIVIDE, DIVIDE_BY_1);
+        self.write(LVT_TIMER, mode.bits() | u32::from(vector));
+        if mode != TimerMode::TscDeadline {
+            self.write(TIMER_INITIAL, initial);
+        }
+    }
+
+    /// Masks the timer and stops its count.
+    pub fn stop_timer(&self) {
+        self.write(LVT_TIMER, LVT_MASKED);
+        self.write(TIMER_INITIAL, 0);
+        // SAFETY: writing 0 to IA32_TSC_DEADLINE disarms it (harmless in other modes).
+        unsafe { crate::cpu::wrmsr(MSR_TSC_DEADLINE, 0) };
+    }
+
+    /// The timer's current count.
+    pub fn timer_current(&self) -> u32 {
+        self.read(TIMER_CURRENT)
+    }
+
+    /// Arms the TSC-deadline timer to fire when the TSC reaches `tsc`.
+    pub fn set_tsc_deadline(&self, tsc: u64) {
+        // SAFETY: IA32_TSC_DEADLINE exists when CPUID.01H:ECX[24] is set (the caller checks).
+        unsafe { crate::cpu::wrmsr(MSR_TSC_DEADLINE, tsc) };
+    }
+
     /// Sends fixed-delivery `vector` to this CPU.
     pub fn self_ipi(&self, vector: u8) {
         self.write(ICR_HIGH, 0);
@@ -58,3 +113,30 @@ impl Lapic {
 
 /// The boot CPU's LAPIC at the architectural default address.
 pub static LAPIC: Lapic = Lapic::new(irqlab_abi::layout::LAPIC_BASE);
+
+/// LAPIC timer mode (LVT timer bits 18:17).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TimerMode {
+    /// Counts down once.
+    OneShot,
+    /// Reloads the initial count.
+    Periodic,
+    /// Fires when the TSC reaches IA32_TSC_DEADLINE.
+    TscDeadline,
+}
+
+impl TimerMode {
+    fn bits(self) -> u32 {
+        match self {
+            TimerMode::OneShot => 0,
+            TimerMode::Periodic => 1 << 17,
+            TimerMode::TscDeadline => 2 << 17,
+        }
+    }
+}
+
+/// Whether the CPU has the TSC-deadline timer (CPUID.01H:ECX bit 24).
+pub fn has_tsc_deadline() -> bool {
+    let r = core::arch::x86_64::__cpuid(1);
+    r.ecx & (1 << 24) != 0
+}

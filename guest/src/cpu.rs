@@ -119,3 +119,10 @@ pub fn cli() {
     // SAFETY: disabling interrupts is always safe for this kernel.
     unsafe { asm!("cli", options(nomem, nostack)) };
 }
+
+/// Enables interrupts and halts until one arrives; the interrupt shadow of `sti` makes the
+/// pair atomic, so a wake-up interrupt cannot slip in between.
+pub fn sti_hlt() {
+    // SAFETY: the IDT is loaded before any caller enables interrupts.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
+}

@@ -39,3 +39,25 @@ impl fmt::Display for IDec {
         Dec(self.0.unsigned_abs()).fmt(f)
     }
 }
+
+/// A value in thousandths printed as `x.yyy` (signed).
+pub struct Milli(pub i64);
+
+impl fmt::Display for Milli {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        let v = self.0.unsigned_abs();
+        let frac = v % 1000;
+        Dec(v / 1000).fmt(f)?;
+        f.write_str(".")?;
+        if frac < 100 {
+            f.write_str("0")?;
+        }
+        if frac < 10 {
+            f.write_str("0")?;
+        }
+        Dec(frac).fmt(f)
+    }
+}

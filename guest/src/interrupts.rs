@@ -1,28 +1,95 @@
-//! Vectors 32–255: device interrupts (registered by drivers) and everything unexpected.
+//! Vectors 32–255: device interrupts (handlers registered by drivers and experiments), the
+//! per-CPU, per-vector counts `/proc/interrupts` would show, and everything unexpected.
 
 use crate::idt::Frame;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// CPUs the counters cover (the VMM allows up to 8 vCPUs).
+pub const MAX_CPUS: usize = 8;
+
+/// Vector of the PIT (IO-APIC pin 2).
+pub const PIT_VECTOR: u8 = 0x30;
+/// Vector of COM1 (IO-APIC pin 4).
+pub const UART_VECTOR: u8 = 0x34;
+/// Vector of the MSI source device.
+pub const MSI_VECTOR: u8 = 0x40;
+/// Vector of the LAPIC timer.
+pub const LAPIC_TIMER_VECTOR: u8 = 0x50;
+
+/// An interrupt handler. It runs with interrupts off on an IST stack; the dispatcher sends the
+/// EOI after it returns.
+pub type Handler = fn(&mut Frame);
+
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+static COUNTS: [[AtomicU64; 256]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; 256] }; MAX_CPUS];
 
 /// Vectors that arrived with no handler registered.
 pub static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 /// The last unexpected vector.
 pub static LAST_UNEXPECTED: AtomicU64 = AtomicU64::new(0);
 
+/// Installs `handler` for `vector`.
+pub fn register(vector: u8, handler: Handler) {
+    HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
+}
+
+/// Removes the handler of `vector`.
+pub fn unregister(vector: u8) {
+    HANDLERS[usize::from(vector)].store(0, Ordering::Release);
+}
+
+/// How many times `vector` was taken on `cpu`.
+pub fn count(cpu: usize, vector: u8) -> u64 {
+    COUNTS
+        .get(cpu)
+        .map_or(0, |c| c[usize::from(vector)].load(Ordering::Relaxed))
+}
+
 /// Handles vector 32–255.
 pub fn handle(frame: &mut Frame) {
-    if frame.vector == u64::from(crate::syscall::INT80_VECTOR) {
+    let vector = frame.vector as u8;
+    if vector == crate::syscall::INT80_VECTOR {
         crate::syscall::int80(frame);
         return;
     }
-    if frame.vector == u64::from(crate::apic::SPURIOUS_VECTOR) {
+    if vector == crate::apic::SPURIOUS_VECTOR {
         return; // spurious interrupts take no EOI (SDM §11.9)
     }
-    UNEXPECTED.fetch_add(1, Ordering::Relaxed);
-    LAST_UNEXPECTED.store(frame.vector, Ordering::Relaxed);
-    crate::println!(
-        "unexpected interrupt: vector {} at rip={:#x}",
-        frame.vector,
-        frame.rip
-    );
+    let cpu = crate::percpu::cpu_index();
+    if let Some(c) = COUNTS.get(cpu) {
+        c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
+    }
+    let h = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
+    if h != 0 {
+        // SAFETY: only `register` stores non-zero values, and it stores `Handler`s.
+        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
+        handler(frame);
+    } else {
+        UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+        LAST_UNEXPECTED.store(frame.vector, Ordering::Relaxed);
+        crate::println!(
+            "unexpected interrupt: vector {} at rip={:#x}",
+            frame.vector,
+            frame.rip
+        );
+    }
     crate::apic::LAPIC.eoi();
+}
+
+/// Prints the non-zero counts of `vectors` per CPU, like `/proc/interrupts`.
+pub fn print_table(cpus: usize, vectors: &[(u8, &str)]) {
+    use crate::fmt::Dec;
+    crate::print!("interrupts: vector");
+    for cpu in 0..cpus.min(MAX_CPUS) {
+        crate::print!(" cpu{}", Dec(cpu as u64));
+    }
+    crate::println!("");
+    for &(v, name) in vectors {
+        crate::print!("interrupts: {:#x}", v);
+        for cpu in 0..cpus.min(MAX_CPUS) {
+            crate::print!(" {}", Dec(count(cpu, v)));
+        }
+        crate::println!(" {}", name);
+    }
 }

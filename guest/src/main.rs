@@ -13,12 +13,17 @@ mod cost;
 mod cpu;
 mod exceptions;
 mod exit;
+mod experiments;
 mod fmt;
 mod gdt;
 mod idt;
 mod interrupts;
+mod ioapic;
+mod msi_source;
 mod paging;
 mod percpu;
+mod pic;
+mod pit;
 mod port;
 mod report;
 mod rt;
@@ -130,6 +135,21 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     }
     if boot.cmdline.lists("run", "cost") {
         cost::run(&boot);
+    }
+    if ["timer", "msi", "echo"]
+        .iter()
+        .any(|r| boot.cmdline.lists("run", r))
+    {
+        experiments::init(&boot);
+    }
+    if boot.cmdline.lists("run", "timer") {
+        experiments::timer::run(&boot);
+    }
+    if boot.cmdline.lists("run", "msi") {
+        experiments::msi::run(&boot);
+    }
+    if boot.cmdline.lists("run", "echo") {
+        experiments::echo::run(&boot);
     }
     let st = report::summary();
     exit::exit(st)

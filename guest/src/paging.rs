@@ -5,7 +5,7 @@
 //! - the user window `[__user_start, __user_end)` is the only memory with U/S = 1, and
 //! - every stack's guard page is left not-present (an overflow faults instead of corrupting).
 //!
-//! The IO-APIC/LAPIC windows are mapped uncached.
+//! The MMIO hole (from `MMIO_HOLE_START`: MSI source, IO-APIC, LAPIC) is mapped uncached.
 
 use crate::cpu;
 use core::cell::UnsafeCell;
@@ -82,7 +82,7 @@ pub fn init(guards: &[u64]) {
         );
         for (i, e) in dir.0.iter_mut().enumerate() {
             let addr = ((g as u64) << 30) | ((i as u64) * PAGE_2M);
-            let cache = if addr >= 0xfe00_0000 {
+            let cache = if addr >= irqlab_abi::layout::MMIO_HOLE_START {
                 CACHE_DISABLE | WRITE_THROUGH
             } else {
                 0

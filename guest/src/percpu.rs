@@ -32,6 +32,19 @@ pub const OFF_USER_RSP: usize = offset_of!(PerCpu, user_rsp);
 pub const OFF_TASK_RETURN_RSP: usize = offset_of!(PerCpu, task_return_rsp);
 /// Offset of [`PerCpu::syscalls`].
 pub const OFF_SYSCALLS: usize = offset_of!(PerCpu, syscalls);
+/// Offset of [`PerCpu::cpu`].
+pub const OFF_CPU: usize = offset_of!(PerCpu, cpu);
+
+/// This CPU's index (0 = boot CPU), read through GS.
+pub fn cpu_index() -> usize {
+    let cpu: u64;
+    // SAFETY: in the kernel GS_BASE always points at this CPU's PerCpu (`init`).
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{off}]", out(reg) cpu, off = const OFF_CPU,
+            options(nostack, readonly, preserves_flags))
+    };
+    cpu as usize
+}
 
 struct Cell(UnsafeCell<PerCpu>);
 // SAFETY: one PerCpu per CPU; only its own CPU touches it, with interrupts off.

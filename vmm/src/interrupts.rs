@@ -45,8 +45,8 @@ impl KvmInterrupts {
     }
 
     fn set_routing(&self, entries: &[kvm_irq_routing_entry]) -> Result<(), kvm_ioctls::Error> {
-        let routing =
-            KvmIrqRouting::from_entries(entries).map_err(|_| kvm_ioctls::Error::new(libc::E2BIG))?;
+        let routing = KvmIrqRouting::from_entries(entries)
+            .map_err(|_| kvm_ioctls::Error::new(libc::E2BIG))?;
         self.vm.set_gsi_routing(&routing)
     }
 
@@ -89,10 +89,10 @@ impl MsiSink for KvmInterrupts {
             data: msg.data,
             ..Default::default()
         };
-        // KVM_SIGNAL_MSI: > 0 delivered, 0 blocked by the guest (coalesced), < 0 error.
+        // KVM_SIGNAL_MSI: > 0 accepted by that many LAPICs, 0 no destination, < 0 error.
         match self.vm.signal_msi(msi) {
             Ok(n) if n > 0 => MsiOutcome::Delivered,
-            Ok(_) => MsiOutcome::Coalesced,
+            Ok(_) => MsiOutcome::Blocked,
             Err(e) => MsiOutcome::Failed(e.errno()),
         }
     }

@@ -16,6 +16,7 @@ pub mod machine;
 pub mod memory;
 pub mod outcome;
 pub mod pit_timer;
+pub mod stdin;
 pub mod vcpu;
 pub mod vm;
 

@@ -11,9 +11,9 @@ use crate::config::{IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{DeviceError, Devices, IrqWiring};
 use crate::interrupts::{KvmGsiLine, KvmInterrupts};
-use crate::pit_timer::PitTicker;
 use crate::loader::{elf, KernelImage};
 use crate::outcome::Outcome;
+use crate::pit_timer::PitTicker;
 use crate::vcpu::{StopControl, Vcpu};
 use crate::{host, memory, vm};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
@@ -85,6 +85,8 @@ pub struct RunOptions {
     pub capture_console: bool,
     /// Turn SIGINT/SIGTERM into a clean stop (the CLI does; library users may not want it).
     pub handle_signals: bool,
+    /// Feed the process's stdin to COM1 (see [`crate::stdin`]).
+    pub feed_stdin: bool,
 }
 
 /// What a run produced.
@@ -308,6 +310,9 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         }
     };
     let devices = Arc::new(Devices::new(console, shared.clone(), wiring)?);
+    if opts.feed_stdin {
+        crate::stdin::spawn_feeder(devices.uart.clone()).map_err(os("stdin thread"))?;
+    }
 
     let (signals, old_mask) = if opts.handle_signals {
         let (fd, old) = block_stop_signals().map_err(os("signalfd"))?;

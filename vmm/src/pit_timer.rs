@@ -43,7 +43,8 @@ pub fn new_timer() -> std::io::Result<SharedTimer> {
     // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
     let flags = unsafe { libc::fcntl(t.as_raw_fd(), libc::F_GETFL) };
     // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(t.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    if flags < 0
+        || unsafe { libc::fcntl(t.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
     {
         return Err(std::io::Error::last_os_error());
     }
@@ -75,7 +76,11 @@ pub struct PitTicker {
 
 impl MutEventSubscriber for PitTicker {
     fn init(&mut self, ops: &mut EventOps) {
-        let fd = self.timer.lock().unwrap_or_else(|p| p.into_inner()).as_raw_fd();
+        let fd = self
+            .timer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_raw_fd();
         let _ = ops.add(Events::new_raw(fd, EventSet::IN));
     }
 

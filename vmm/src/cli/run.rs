@@ -72,7 +72,10 @@ pub fn run(args: RunArgs) -> u8 {
         console_stdout: true,
         capture_console: false,
         handle_signals: true,
+        feed_stdin: true,
     };
+    // Restored when this function returns, whatever the outcome.
+    let _raw = irqlab::stdin::RawMode::enable_if_tty();
     match machine::run(&cfg, &opts) {
         Ok(report) => {
             if let Some(line) = report.outcome.explain() {

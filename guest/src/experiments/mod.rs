@@ -1,0 +1,136 @@
+//! Interrupt experiments: each programs a device, takes its interrupts, checks what arrived
+//! and reports PASS/FAIL/SKIP lines (see `report`).
+//!
+//! Waiting is done with `sti; hlt`, so the vCPU sleeps in KVM (in-kernel LAPIC) and the wait
+//! itself costs no exit to userspace. A backstop LAPIC timer at [`WAKE_VECTOR`] wakes the
+//! CPU every 10 ms so a lost interrupt ends in a FAIL line rather than a hang, unless the
+//! experiment uses the LAPIC timer itself.
+
+pub mod echo;
+pub mod msi;
+pub mod timer;
+
+use crate::apic::{TimerMode, LAPIC};
+use crate::boot::Boot;
+use crate::cpu;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Vector of the backstop wake-up timer.
+pub const WAKE_VECTOR: u8 = 0x5f;
+/// LAPIC timer clocks per millisecond (divide by 1), measured by [`calibrate`].
+static LAPIC_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+fn wake(_: &mut crate::idt::Frame) {}
+
+/// Common set-up: PICs masked, LAPIC enabled, the wake-up handler, LAPIC timer calibrated.
+pub fn init(boot: &Boot) {
+    crate::pic::mask_all();
+    LAPIC.enable();
+    crate::interrupts::register(WAKE_VECTOR, wake);
+    calibrate(boot);
+}
+
+/// Measures the LAPIC timer clock against the TSC over ~2 ms.
+fn calibrate(boot: &Boot) {
+    let khz = boot.info.tsc_khz.max(1);
+    LAPIC.start_timer(TimerMode::OneShot, WAKE_VECTOR, u32::MAX);
+    let c0 = LAPIC.timer_current();
+    let t0 = cpu::rdtsc();
+    while cpu::rdtsc() - t0 < 2 * khz {
+        core::hint::spin_loop();
+    }
+    let c1 = LAPIC.timer_current();
+    let t1 = cpu::rdtsc();
+    LAPIC.stop_timer();
+    let per_ms = u64::from(c0 - c1) * khz / (t1 - t0).max(1);
+    LAPIC_PER_MS.store(per_ms.max(1), Ordering::Relaxed);
+}
+
+/// LAPIC timer clocks per millisecond.
+pub fn lapic_per_ms() -> u64 {
+    LAPIC_PER_MS.load(Ordering::Relaxed)
+}
+
+/// Sleeps (`sti; hlt`) until `done()` or `timeout_ms` pass; true if `done()`. With
+/// `backstop`, the LAPIC timer wakes the CPU every 10 ms meanwhile.
+pub fn wait_until(boot: &Boot, timeout_ms: u64, backstop: bool, done: impl Fn() -> bool) -> bool {
+    let deadline = cpu::rdtsc() + timeout_ms * boot.info.tsc_khz;
+    if backstop {
+        let ten_ms = (10 * lapic_per_ms()).min(u64::from(u32::MAX)) as u32;
+        LAPIC.start_timer(TimerMode::Periodic, WAKE_VECTOR, ten_ms);
+    }
+    let ok = loop {
+        cpu::cli();
+        if done() {
+            break true;
+        }
+        if cpu::rdtsc() > deadline {
+            break false;
+        }
+        cpu::sti_hlt();
+    };
+    if backstop {
+        LAPIC.stop_timer();
+    }
+    cpu::sti();
+    ok
+}
+
+/// Rate in milli-Hz of `events - 1` intervals spanning `tsc_span` cycles.
+pub fn rate_mhz(events: u64, tsc_span: u64, tsc_khz: u64) -> u64 {
+    if events < 2 || tsc_span == 0 {
+        return 0;
+    }
+    ((events - 1) as u128 * u128::from(tsc_khz) * 1_000_000 / u128::from(tsc_span)) as u64
+}
+
+/// Records first/last TSC and a count for a stream of interrupts.
+pub struct Stream {
+    /// Interrupts seen.
+    pub count: AtomicU64,
+    /// TSC at the first.
+    pub first: AtomicU64,
+    /// TSC at the last.
+    pub last: AtomicU64,
+}
+
+impl Stream {
+    /// Empty.
+    pub const fn new() -> Self {
+        Stream {
+            count: AtomicU64::new(0),
+            first: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// Called from a handler.
+    pub fn hit(&self) -> u64 {
+        let now = cpu::rdtsc();
+        let n = self.count.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            self.first.store(now, Ordering::Relaxed);
+        }
+        self.last.store(now, Ordering::Relaxed);
+        n + 1
+    }
+
+    /// Clears it.
+    pub fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        self.first.store(0, Ordering::Relaxed);
+        self.last.store(0, Ordering::Relaxed);
+    }
+
+    /// Interrupts so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// TSC cycles from first to last.
+    pub fn span(&self) -> u64 {
+        self.last
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.first.load(Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,116 @@
+//! `run=timer`: periodic timer interrupts at a set rate, counted and timed with the TSC.
+//!
+//! `timer=pit` (default): PIT channel 0 in mode 2 → IO-APIC pin 2 (edge) → vector 0x30.
+//! `timer=lapic`: the LAPIC timer in periodic mode. `timer=deadline`: the LAPIC timer in
+//! TSC-deadline mode, re-armed by the handler at absolute deadlines.
+//! Parameters: `hz=1000`, `ticks=200`, `tolerance=5` (percent). The check: `ticks`
+//! interrupts arrive and the measured rate (first to last tick) is within the tolerance of
+//! the rate the hardware was really programmed for.
+
+use super::{rate_mhz, wait_until, Stream};
+use crate::apic::{TimerMode, LAPIC};
+use crate::boot::Boot;
+use crate::fmt::{Dec, Milli};
+use crate::interrupts::{self, LAPIC_TIMER_VECTOR, PIT_VECTOR};
+use crate::ioapic::{IoApic, Route};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static TICKS: Stream = Stream::new();
+static DEADLINE_PERIOD: AtomicU64 = AtomicU64::new(0);
+static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
+
+fn tick(_: &mut crate::idt::Frame) {
+    TICKS.hit();
+}
+
+fn deadline_tick(_: &mut crate::idt::Frame) {
+    TICKS.hit();
+    let next = NEXT_DEADLINE.fetch_add(DEADLINE_PERIOD.load(Ordering::Relaxed), Ordering::Relaxed)
+        + DEADLINE_PERIOD.load(Ordering::Relaxed);
+    LAPIC.set_tsc_deadline(next);
+}
+
+/// Runs the experiment.
+pub fn run(boot: &Boot) {
+    let hz = boot.cmdline.get_u64("hz", 1000).max(1);
+    let ticks = boot.cmdline.get_u64("ticks", 200).max(2);
+    let tolerance = boot.cmdline.get_u64("tolerance", 5);
+    let which = boot.cmdline.get("timer").unwrap_or("pit");
+    let khz = boot.info.tsc_khz;
+    if khz == 0 {
+        crate::skip!("timer", "the VMM did not report the TSC frequency");
+        return;
+    }
+    TICKS.reset();
+    // Expected rate in milli-Hz, from what is really programmed.
+    let (name, expected) = match which {
+        "pit" => {
+            let d = &boot.info.devices;
+            let io = IoApic::new(d.ioapic_base);
+            let (divisor, real) = crate::pit::divisor_for(hz);
+            interrupts::register(PIT_VECTOR, tick);
+            io.route(
+                d.pit_gsi,
+                Route {
+                    vector: PIT_VECTOR,
+                    dest: LAPIC.id(),
+                    logical: false,
+                    level: false,
+                    masked: false,
+                },
+            );
+            crate::pit::start_periodic(d.pit_port, divisor);
+            ("timer-pit", real)
+        }
+        "lapic" => {
+            let count = (super::lapic_per_ms() * 1000 / hz).max(1);
+            interrupts::register(LAPIC_TIMER_VECTOR, tick);
+            LAPIC.start_timer(TimerMode::Periodic, LAPIC_TIMER_VECTOR, count as u32);
+            ("timer-lapic", super::lapic_per_ms() * 1_000_000 / count)
+        }
+        "deadline" => {
+            if !crate::apic::has_tsc_deadline() {
+                crate::skip!("timer-deadline", "CPUID.01H:ECX.TSC_DEADLINE[24] is clear");
+                return;
+            }
+            let period = khz * 1000 / hz;
+            DEADLINE_PERIOD.store(period, Ordering::Relaxed);
+            interrupts::register(LAPIC_TIMER_VECTOR, deadline_tick);
+            LAPIC.start_timer(TimerMode::TscDeadline, LAPIC_TIMER_VECTOR, 0);
+            let first = crate::cpu::rdtsc() + period;
+            NEXT_DEADLINE.store(first, Ordering::Relaxed);
+            LAPIC.set_tsc_deadline(first);
+            ("timer-deadline", khz * 1_000_000 / period)
+        }
+        other => {
+            crate::fail!("timer", "unknown timer={} (pit, lapic, deadline)", other);
+            return;
+        }
+    };
+    // Generous: the whole run at the configured rate, twice, plus a second.
+    let timeout_ms = ticks * 2000 / hz + 1000;
+    let uses_lapic = which != "pit";
+    let arrived = wait_until(boot, timeout_ms, !uses_lapic, || TICKS.count() >= ticks);
+    match which {
+        "pit" => {
+            crate::pit::stop(boot.info.devices.pit_port);
+            IoApic::new(boot.info.devices.ioapic_base).mask(boot.info.devices.pit_gsi);
+        }
+        _ => LAPIC.stop_timer(),
+    }
+    let got = TICKS.count();
+    let measured = rate_mhz(got, TICKS.span(), khz);
+    let error_ppm = (measured as i64 - expected as i64) * 1_000_000 / expected.max(1) as i64;
+    let ok = arrived && error_ppm.unsigned_abs() <= tolerance * 10_000;
+    crate::check!(
+        ok,
+        name,
+        "{} of {} ticks, programmed {} Hz, measured {} Hz ({}% off, tolerance {}%)",
+        Dec(got),
+        Dec(ticks),
+        Milli(expected as i64),
+        Milli(measured as i64),
+        Milli(error_ppm / 10),
+        Dec(tolerance)
+    );
+}

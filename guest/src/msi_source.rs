@@ -1,0 +1,72 @@
+//! Driver for irqlab's MSI source device (register map: `irqlab_abi::msi_source`).
+
+use irqlab_abi::msi_source as reg;
+
+/// The device at `base`.
+pub struct MsiSource {
+    base: u64,
+}
+
+/// What a run did, as the device counted it.
+#[derive(Clone, Copy, Default)]
+pub struct Counters {
+    /// Raised.
+    pub sent: u32,
+    /// Accepted by a local APIC.
+    pub delivered: u32,
+    /// Merged into a pending interrupt.
+    pub undelivered: u32,
+    /// Host failures.
+    pub failed: u32,
+    /// Sent more than a period late.
+    pub late: u32,
+}
+
+impl MsiSource {
+    /// The device whose window the boot info names.
+    pub const fn new(base: u64) -> Self {
+        MsiSource { base }
+    }
+
+    fn write(&self, offset: u64, value: u32) {
+        // SAFETY: `base` is the identity-mapped MSI source window; registers are 32-bit.
+        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
+    }
+
+    fn read(&self, offset: u64) -> u32 {
+        // SAFETY: as in `write`.
+        unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
+    }
+
+    /// Whether the window holds the device.
+    pub fn present(&self) -> bool {
+        self.base != 0 && self.read(reg::ID) == reg::ID_VALUE
+    }
+
+    /// Starts a run: `count` MSIs of `vector` (fixed, edge) to APIC `dest` at `rate_hz`.
+    pub fn start(&self, dest: u8, logical: bool, vector: u8, count: u32, rate_hz: u32) {
+        let address = 0xfee0_0000 | (u32::from(dest) << 12) | (u32::from(logical) << 2);
+        self.write(reg::ADDR_LO, address);
+        self.write(reg::ADDR_HI, 0);
+        self.write(reg::DATA, u32::from(vector));
+        self.write(reg::COUNT, count);
+        self.write(reg::RATE_HZ, rate_hz);
+        self.write(reg::CONTROL, reg::CTRL_START);
+    }
+
+    /// Whether a run is in progress.
+    pub fn busy(&self) -> bool {
+        self.read(reg::CONTROL) & reg::STATUS_BUSY != 0
+    }
+
+    /// The run's counters.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            sent: self.read(reg::SENT),
+            delivered: self.read(reg::DELIVERED),
+            undelivered: self.read(reg::UNDELIVERED),
+            failed: self.read(reg::FAILED),
+            late: self.read(reg::LATE),
+        }
+    }
+}
