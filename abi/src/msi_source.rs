@@ -19,6 +19,16 @@
 //! | 0x24   | UNDELIVERED | RO    | of those, accepted by no local APIC |
 //! | 0x28   | FAILED     | RO     | of those, the host could not send |
 //! | 0x2c   | LATE       | RO     | sent more than one period behind schedule |
+//! | 0x30   | WB_ADDR_LO | RW     | event-counter write-back address bits 31:0 |
+//! | 0x34   | WB_ADDR_HI | RW     | event-counter write-back address bits 63:32 |
+//!
+//! Event counter write-back: when WB_ADDR is non-zero and 4-byte aligned, the device writes
+//! the number of events raised so far (a little-endian u32, 1 for the first) to that
+//! guest-physical address *before* it sends each MSI, the way a NIC writes its descriptor
+//! ring index back. Interrupts can merge (an MSI arriving while the previous one still waits
+//! in the LAPIC's IRR is lost to software); events cannot: a handler that reads the counter
+//! and processes everything since its last read accounts for every event without a single
+//! VM exit.
 //!
 //! Writes to ADDR/DATA/COUNT/RATE while a run is busy are ignored.
 
@@ -52,6 +62,10 @@ pub const UNDELIVERED: u64 = 0x24;
 pub const FAILED: u64 = 0x28;
 /// MSIs sent later than one period behind schedule.
 pub const LATE: u64 = 0x2c;
+/// Write-back address, low half.
+pub const WB_ADDR_LO: u64 = 0x30;
+/// Write-back address, high half.
+pub const WB_ADDR_HI: u64 = 0x34;
 /// CONTROL write: start a run with the programmed registers.
 pub const CTRL_START: u32 = 1;
 /// CONTROL write: stop the current run.

@@ -53,6 +53,12 @@ pub struct RunCounters {
     stop: AtomicBool,
 }
 
+/// Device writes into guest memory (the VMM implements it on its guest memory).
+pub trait DmaWriter: Send + Sync {
+    /// Writes `value` little-endian at guest-physical `gpa`; false if no RAM is there.
+    fn write_u32(&self, gpa: u64, value: u32) -> bool;
+}
+
 /// Observes each message the worker sends (the tracer hooks in here).
 pub trait MsiObserver: Send + Sync {
     /// Message `seq` (0-based) was sent at `sent` and had `outcome`.
@@ -65,9 +71,11 @@ pub struct MsiSource {
     data: u32,
     count: u32,
     rate_hz: u32,
+    write_back: u64,
     counters: Arc<RunCounters>,
     worker: Option<JoinHandle<()>>,
     sink: Arc<dyn MsiSink>,
+    dma: Option<Arc<dyn DmaWriter>>,
     observer: Option<Arc<dyn MsiObserver>>,
     ignored_writes: u64,
 }
@@ -80,12 +88,20 @@ impl MsiSource {
             data: 0,
             count: 0,
             rate_hz: 0,
+            write_back: 0,
             counters: Arc::new(RunCounters::default()),
             worker: None,
             sink,
+            dma: None,
             observer: None,
             ignored_writes: 0,
         }
+    }
+
+    /// Lets the device write its event counter into guest memory through `dma`.
+    pub fn with_dma(mut self, dma: Arc<dyn DmaWriter>) -> Self {
+        self.dma = Some(dma);
+        self
     }
 
     /// Reports every message to `observer` as well.
@@ -139,6 +155,11 @@ impl MsiSource {
             period: (self.rate_hz > 0)
                 .then(|| Duration::from_nanos(1_000_000_000 / u64::from(self.rate_hz))),
             sink: self.sink.clone(),
+            write_back: self
+                .dma
+                .clone()
+                .filter(|_| self.write_back != 0 && self.write_back.is_multiple_of(4))
+                .map(|dma| (dma, self.write_back)),
             observer: self.observer.clone(),
             counters,
         };
@@ -160,6 +181,8 @@ impl MsiSource {
             reg::DATA => self.data,
             reg::COUNT => self.count,
             reg::RATE_HZ => self.rate_hz,
+            reg::WB_ADDR_LO => self.write_back as u32,
+            reg::WB_ADDR_HI => (self.write_back >> 32) as u32,
             reg::CONTROL => u32::from(self.busy()) * reg::STATUS_BUSY,
             reg::SENT => c.sent.load(Ordering::Acquire),
             reg::DELIVERED => c.delivered.load(Ordering::Acquire),
@@ -194,7 +217,13 @@ impl BusDevice for MsiSource {
         };
         let config = matches!(
             offset,
-            reg::ADDR_LO | reg::ADDR_HI | reg::DATA | reg::COUNT | reg::RATE_HZ
+            reg::ADDR_LO
+                | reg::ADDR_HI
+                | reg::DATA
+                | reg::COUNT
+                | reg::RATE_HZ
+                | reg::WB_ADDR_LO
+                | reg::WB_ADDR_HI
         );
         if config && self.busy() {
             self.ignored_writes += 1;
@@ -206,6 +235,12 @@ impl BusDevice for MsiSource {
             reg::DATA => self.data = v,
             reg::COUNT => self.count = v,
             reg::RATE_HZ => self.rate_hz = v,
+            reg::WB_ADDR_LO => {
+                self.write_back = (self.write_back & !0xffff_ffff) | u64::from(v);
+            }
+            reg::WB_ADDR_HI => {
+                self.write_back = (self.write_back & 0xffff_ffff) | (u64::from(v) << 32);
+            }
             reg::CONTROL if v == reg::CTRL_START => self.start(),
             reg::CONTROL if v == reg::CTRL_STOP => {
                 self.counters.stop.store(true, Ordering::Release)
@@ -220,6 +255,7 @@ struct Job {
     count: u32,
     period: Option<Duration>,
     sink: Arc<dyn MsiSink>,
+    write_back: Option<(Arc<dyn DmaWriter>, u64)>,
     observer: Option<Arc<dyn MsiObserver>>,
     counters: Arc<RunCounters>,
 }
@@ -239,6 +275,11 @@ impl Job {
                     std::thread::sleep(due - now);
                 } else if now - due > period {
                     c.late.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Some((dma, gpa)) = &self.write_back {
+                if !dma.write_u32(*gpa, seq + 1) {
+                    c.failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
             let sent = Instant::now();
@@ -361,6 +402,40 @@ mod tests {
         dev.wait_idle();
         assert!(sink.sent.lock().unwrap().len() < 1000);
         assert!(dev.ignored_writes() >= 1);
+    }
+
+    #[derive(Default)]
+    struct Ram(Mutex<Vec<(u64, u32)>>);
+    impl DmaWriter for Ram {
+        fn write_u32(&self, gpa: u64, value: u32) -> bool {
+            self.0.lock().unwrap().push((gpa, value));
+            gpa < 0x1000
+        }
+    }
+
+    #[test]
+    fn event_counter_is_written_back_before_each_msi() {
+        let ram = Arc::new(Ram::default());
+        let sink = Arc::new(Sink::default());
+        let mut dev = MsiSource::new(sink.clone()).with_dma(ram.clone());
+        w(&mut dev, reg::COUNT, 3);
+        w(&mut dev, reg::WB_ADDR_LO, 0x800);
+        assert_eq!(r(&mut dev, reg::WB_ADDR_LO), 0x800);
+        w(&mut dev, reg::CONTROL, reg::CTRL_START);
+        dev.wait_idle();
+        assert_eq!(
+            *ram.0.lock().unwrap(),
+            vec![(0x800, 1), (0x800, 2), (0x800, 3)]
+        );
+        // Outside RAM: every write-back fails and is counted; misaligned: no write-back.
+        w(&mut dev, reg::WB_ADDR_LO, 0x2000);
+        w(&mut dev, reg::CONTROL, reg::CTRL_START);
+        dev.wait_idle();
+        assert_eq!(r(&mut dev, reg::FAILED), 3);
+        w(&mut dev, reg::WB_ADDR_LO, 0x802);
+        w(&mut dev, reg::CONTROL, reg::CTRL_START);
+        dev.wait_idle();
+        assert_eq!(ram.0.lock().unwrap().len(), 6);
     }
 
     #[test]

@@ -572,11 +572,10 @@ impl BusDevice for Pit {
         let now = self.clock.now_ns();
         for &b in data {
             match offset {
-                0..=2 => {
-                    if self.channels[offset as usize].write_byte(b, now) && offset == 0 {
-                        self.rearm(now);
-                    }
+                0..=2 if self.channels[offset as usize].write_byte(b, now) && offset == 0 => {
+                    self.rearm(now);
                 }
+                0..=2 => {}
                 CONTROL_OFFSET => self.control_word(b),
                 _ => {}
             }

@@ -3,6 +3,8 @@
 //! needed) and the LAPIC timer in one-shot, periodic and TSC-deadline modes (§11.5.4).
 
 const ID: u64 = 0x20;
+const LDR: u64 = 0xd0;
+const DFR: u64 = 0xe0;
 const SVR: u64 = 0xf0;
 const LVT_TIMER: u64 = 0x320;
 const TIMER_INITIAL: u64 = 0x380;
@@ -59,6 +61,13 @@ impl Lapic {
     /// Signals end of interrupt.
     pub fn eoi(&self) {
         self.write(EOI, 0);
+    }
+
+    /// Flat logical destination model (DFR = all ones) with logical ID `1 << cpu` (LDR bits
+    /// 31:24), so logical destinations are CPU bit masks (SDM §11.6.2.2). CPUs 0–7.
+    pub fn set_logical_id(&self, cpu: usize) {
+        self.write(DFR, u32::MAX);
+        self.write(LDR, (1u32 << (cpu & 7)) << 24);
     }
 
     /// This CPU's APIC ID.

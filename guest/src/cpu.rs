@@ -126,3 +126,11 @@ pub fn sti_hlt() {
     // SAFETY: the IDT is loaded before any caller enables interrupts.
     unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
 }
+
+/// CR3.
+pub fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects at CPL 0.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}

@@ -41,42 +41,61 @@ pub const IST_PAGE_FAULT: u8 = 6;
 /// IST slot of #GP.
 pub const IST_GP: u8 = 7;
 
-const IST_SIZE: usize = 16 * 1024;
+/// Size of each IST and RSP0 stack.
+pub const IST_SIZE: usize = 16 * 1024;
+/// CPUs with tables here.
+pub const MAX_CPUS: usize = crate::interrupts::MAX_CPUS;
 
 /// The seven IST stacks.
 pub static IST_STACKS: [Stack<IST_SIZE>; 7] = [const { Stack::new() }; 7];
 /// RSP0: used for ring 3 → 0 transitions through gates without IST (none today).
 pub static RSP0_STACK: Stack<IST_SIZE> = Stack::new();
 
+/// One CPU's GDT and TSS.
 struct Tables {
     gdt: UnsafeCell<[u64; 8]>,
     /// The 104-byte TSS as 26 doublewords (RSP0 at byte 4, IST1 at byte 36, I/O map base at
     /// byte 102), so no field is ever accessed unaligned.
     tss: UnsafeCell<[u32; 26]>,
 }
-// SAFETY: written once by `init` on the boot CPU before anything reads them.
+// SAFETY: each CPU's tables are written once by that CPU's `init_cpu` before it loads them;
+// no other CPU touches them.
 unsafe impl Sync for Tables {}
 
-static TABLES: Tables = Tables {
-    gdt: UnsafeCell::new([0; 8]),
-    tss: UnsafeCell::new([0; 26]),
-};
+static TABLES: [Tables; MAX_CPUS] = [const {
+    Tables {
+        gdt: UnsafeCell::new([0; 8]),
+        tss: UnsafeCell::new([0; 26]),
+    }
+}; MAX_CPUS];
 
 fn set_tss_u64(tss: &mut [u32; 26], byte: usize, value: u64) {
     tss[byte / 4] = value as u32;
     tss[byte / 4 + 1] = (value >> 32) as u32;
 }
 
-/// Builds the GDT and TSS, loads them, reloads every segment register and TR.
+/// Builds the boot CPU's GDT and TSS (with the static IST stacks), loads them, reloads every
+/// segment register and TR.
 pub fn init() {
-    // SAFETY: single-threaded init; nothing else references the tables yet.
-    let (gdt, tss) = unsafe { (&mut *TABLES.gdt.get(), &mut *TABLES.tss.get()) };
-    set_tss_u64(tss, 4, RSP0_STACK.top());
-    for (i, stack) in IST_STACKS.iter().enumerate() {
+    let mut ist = [0u64; 7];
+    for (top, stack) in ist.iter_mut().zip(IST_STACKS.iter()) {
         stack.arm();
-        set_tss_u64(tss, 36 + 8 * i, stack.top());
+        *top = stack.top();
     }
     RSP0_STACK.arm();
+    init_cpu(0, RSP0_STACK.top(), &ist);
+}
+
+/// Builds and loads CPU `cpu`'s GDT and TSS with its own RSP0 and IST stack tops. Every CPU
+/// shares the IDT, so every CPU must provide all seven IST stacks.
+pub fn init_cpu(cpu: usize, rsp0: u64, ist: &[u64; 7]) {
+    let t = &TABLES[cpu];
+    // SAFETY: only CPU `cpu` touches its tables, once, before loading them.
+    let (gdt, tss) = unsafe { (&mut *t.gdt.get(), &mut *t.tss.get()) };
+    set_tss_u64(tss, 4, rsp0);
+    for (i, top) in ist.iter().enumerate() {
+        set_tss_u64(tss, 36 + 8 * i, *top);
+    }
     tss[25] = 104 << 16; // I/O map base beyond the limit: no I/O bitmap
     let [tss_low, tss_high] =
         segment::tss64(tss.as_ptr() as u64, 103, segment::SYSTEM_TYPE_TSS_AVAILABLE);

@@ -161,6 +161,11 @@ pub fn init() {
     for v in 0..=255u8 {
         set_gate(v, gate_for(v));
     }
+    load();
+}
+
+/// Loads the (shared) IDT on this CPU.
+pub fn load() {
     let pointer = gdt::DescriptorPointer {
         limit: (256 * 16 - 1) as u16,
         base: IDT.0.get() as u64,

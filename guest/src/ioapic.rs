@@ -61,13 +61,6 @@ impl IoApic {
         ((self.read(IOAPICVER) >> 16) & 0xff) + 1
     }
 
-    /// The raw 64-bit redirection entry of `pin`.
-    pub fn entry(&self, pin: u8) -> u64 {
-        let lo = self.read(IOREDTBL + 2 * u32::from(pin));
-        let hi = self.read(IOREDTBL + 2 * u32::from(pin) + 1);
-        u64::from(lo) | (u64::from(hi) << 32)
-    }
-
     /// Programs `pin` (fixed delivery). The high half goes first so the entry is never
     /// unmasked with a stale destination.
     pub fn route(&self, pin: u8, r: Route) {

@@ -29,6 +29,7 @@ mod report;
 mod rt;
 mod selftest;
 mod serial;
+mod smp;
 mod stack;
 mod syscall;
 mod user;
@@ -136,7 +137,7 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     if boot.cmdline.lists("run", "cost") {
         cost::run(&boot);
     }
-    if ["timer", "msi", "echo"]
+    if ["timer", "msi", "echo", "affinity"]
         .iter()
         .any(|r| boot.cmdline.lists("run", r))
     {
@@ -150,6 +151,9 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     }
     if boot.cmdline.lists("run", "echo") {
         experiments::echo::run(&boot);
+    }
+    if boot.cmdline.lists("run", "affinity") {
+        experiments::affinity::run(&boot);
     }
     let st = report::summary();
     exit::exit(st)

@@ -12,8 +12,6 @@ pub struct MsiSource {
 pub struct Counters {
     /// Raised.
     pub sent: u32,
-    /// Accepted by a local APIC.
-    pub delivered: u32,
     /// Merged into a pending interrupt.
     pub undelivered: u32,
     /// Host failures.
@@ -43,8 +41,19 @@ impl MsiSource {
         self.base != 0 && self.read(reg::ID) == reg::ID_VALUE
     }
 
-    /// Starts a run: `count` MSIs of `vector` (fixed, edge) to APIC `dest` at `rate_hz`.
-    pub fn start(&self, dest: u8, logical: bool, vector: u8, count: u32, rate_hz: u32) {
+    /// Starts a run: `count` MSIs of `vector` (fixed, edge) to APIC `dest` at `rate_hz`, the
+    /// event counter written back to `write_back` (identity-mapped, so virtual = physical).
+    pub fn start(
+        &self,
+        dest: u8,
+        logical: bool,
+        vector: u8,
+        count: u32,
+        rate_hz: u32,
+        write_back: u64,
+    ) {
+        self.write(reg::WB_ADDR_LO, write_back as u32);
+        self.write(reg::WB_ADDR_HI, (write_back >> 32) as u32);
         let address = 0xfee0_0000 | (u32::from(dest) << 12) | (u32::from(logical) << 2);
         self.write(reg::ADDR_LO, address);
         self.write(reg::ADDR_HI, 0);
@@ -63,7 +72,6 @@ impl MsiSource {
     pub fn counters(&self) -> Counters {
         Counters {
             sent: self.read(reg::SENT),
-            delivered: self.read(reg::DELIVERED),
             undelivered: self.read(reg::UNDELIVERED),
             failed: self.read(reg::FAILED),
             late: self.read(reg::LATE),

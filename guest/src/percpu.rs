@@ -50,19 +50,29 @@ struct Cell(UnsafeCell<PerCpu>);
 // SAFETY: one PerCpu per CPU; only its own CPU touches it, with interrupts off.
 unsafe impl Sync for Cell {}
 
-static CPU0: Cell = Cell(UnsafeCell::new(PerCpu {
-    syscall_rsp: 0,
-    user_rsp: 0,
-    task_return_rsp: 0,
-    syscalls: 0,
-    cpu: 0,
-}));
+static CPUS: [Cell; crate::interrupts::MAX_CPUS] = [const {
+    Cell(UnsafeCell::new(PerCpu {
+        syscall_rsp: 0,
+        user_rsp: 0,
+        task_return_rsp: 0,
+        syscalls: 0,
+        cpu: 0,
+    }))
+}; crate::interrupts::MAX_CPUS];
 
 /// Points GS at the boot CPU's data.
 pub fn init(syscall_stack_top: u64) {
-    let p = CPU0.0.get();
-    // SAFETY: called once on the boot CPU before anything else uses PerCpu.
-    unsafe { (*p).syscall_rsp = syscall_stack_top };
+    init_cpu(0, syscall_stack_top);
+}
+
+/// Points GS at CPU `cpu`'s data (on that CPU).
+pub fn init_cpu(cpu: usize, syscall_stack_top: u64) {
+    let p = CPUS[cpu].0.get();
+    // SAFETY: called once on CPU `cpu` before anything else uses its PerCpu.
+    unsafe {
+        (*p).syscall_rsp = syscall_stack_top;
+        (*p).cpu = cpu as u64;
+    }
     // SAFETY: GS_BASE = our PerCpu (kernel convention), KERNEL_GS_BASE = user GS (0).
     unsafe {
         crate::cpu::wrmsr(crate::cpu::MSR_GS_BASE, p as u64);
@@ -73,5 +83,5 @@ pub fn init(syscall_stack_top: u64) {
 /// System calls served on this CPU.
 pub fn syscalls() -> u64 {
     // SAFETY: a plain read of this CPU's counter.
-    unsafe { core::ptr::read_volatile(&(*CPU0.0.get()).syscalls) }
+    unsafe { core::ptr::read_volatile(&(*CPUS[cpu_index()].0.get()).syscalls) }
 }

@@ -20,7 +20,7 @@ use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
 use irqlab_devices::debug_exit::{self, DebugExit};
 use irqlab_devices::ioapic::{self, IoApic};
-use irqlab_devices::msi_source::MsiSource;
+use irqlab_devices::msi_source::{DmaWriter, MsiSource};
 use irqlab_devices::pit::{self, Pit};
 use irqlab_devices::uart::{self, Uart};
 use irqlab_devices::{BusDevice, ExitSink, IrqLine, MsiSink};
@@ -160,6 +160,7 @@ impl Devices {
         console: ConsoleOut,
         exit: Arc<dyn ExitSink>,
         irqs: IrqWiring,
+        dma: Arc<dyn DmaWriter>,
     ) -> Result<Devices, DeviceError> {
         let mut pio = Bus::default();
         let mut mmio = Bus::default();
@@ -198,7 +199,7 @@ impl Devices {
             None => None,
         };
 
-        let msi_source = Arc::new(Mutex::new(MsiSource::new(msi)));
+        let msi_source = Arc::new(Mutex::new(MsiSource::new(msi).with_dma(dma)));
         mmio.insert(
             "MSI source",
             MSI_SOURCE_BASE,

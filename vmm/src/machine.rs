@@ -309,7 +309,12 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             }
         }
     };
-    let devices = Arc::new(Devices::new(console, shared.clone(), wiring)?);
+    let devices = Arc::new(Devices::new(
+        console,
+        shared.clone(),
+        wiring,
+        Arc::new(memory::GuestDma(mem.clone())),
+    )?);
     if opts.feed_stdin {
         crate::stdin::spawn_feeder(devices.uart.clone()).map_err(os("stdin thread"))?;
     }

@@ -51,3 +51,21 @@ pub fn resident_bytes(mem: &GuestMemory) -> u64 {
     }
     total
 }
+
+/// Device writes into guest RAM (the MSI source's event-counter write-back).
+pub struct GuestDma(pub GuestMemory);
+
+impl irqlab_devices::msi_source::DmaWriter for GuestDma {
+    fn write_u32(&self, gpa: u64, value: u32) -> bool {
+        use vm_memory::{Bytes, GuestAddress};
+        // An atomic store with release ordering: the guest never sees a torn value, and sees
+        // it before the MSI that follows.
+        self.0
+            .store(
+                value,
+                GuestAddress(gpa),
+                std::sync::atomic::Ordering::Release,
+            )
+            .is_ok()
+    }
+}

@@ -6,6 +6,7 @@
 //! CPU every 10 ms so a lost interrupt ends in a FAIL line rather than a hang, unless the
 //! experiment uses the LAPIC timer itself.
 
+pub mod affinity;
 pub mod echo;
 pub mod msi;
 pub mod timer;
@@ -28,6 +29,13 @@ pub fn init(boot: &Boot) {
     LAPIC.enable();
     crate::interrupts::register(WAKE_VECTOR, wake);
     calibrate(boot);
+    let pins = crate::ioapic::IoApic::new(boot.info.devices.ioapic_base).pins();
+    crate::check!(
+        pins == 24,
+        "ioapic-version",
+        "IOAPICVER reports {} redirection entries (82093AA: 24)",
+        crate::fmt::Dec(pins.into())
+    );
 }
 
 /// Measures the LAPIC timer clock against the TSC over ~2 ms.

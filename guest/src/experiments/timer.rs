@@ -60,6 +60,20 @@ pub fn run(boot: &Boot) {
                 },
             );
             crate::pit::start_periodic(d.pit_port, divisor);
+            // Counter latch: two latched reads a few microseconds apart count down within
+            // the programmed divisor (mode 2 counts N..1).
+            let (c1, c2) = (
+                crate::pit::read_count(d.pit_port),
+                crate::pit::read_count(d.pit_port),
+            );
+            crate::check!(
+                (1..=divisor).contains(&c1) && (1..=divisor).contains(&c2) && c1 != c2,
+                "pit-latch",
+                "latched counts {} then {} (divisor {})",
+                Dec(c1.into()),
+                Dec(c2.into()),
+                Dec(divisor.into())
+            );
             ("timer-pit", real)
         }
         "lapic" => {
