@@ -40,12 +40,14 @@ pub type SharedTimer = Arc<Mutex<TimerFd>>;
 /// Creates the timerfd, non-blocking so a read racing with a re-arm cannot stall the loop.
 pub fn new_timer() -> std::io::Result<SharedTimer> {
     let t = TimerFd::new().map_err(std::io::Error::from)?;
-    // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
+    // SAFETY: F_GETFL on a descriptor this function owns.
     let flags = unsafe { libc::fcntl(t.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(t.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL on a descriptor this function owns, adding O_NONBLOCK.
+    let rc = unsafe { libc::fcntl(t.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(Arc::new(Mutex::new(t)))
