@@ -12,6 +12,11 @@ pub const DEBUG_EXIT_SIZE: u16 = 4;
 /// Benchmark port: writes are counted by the VMM and otherwise ignored. The guest's PIO cost
 /// experiment and `irqlab bench` use it to measure a bare PIO exit round trip.
 pub const BENCH: u16 = 0xf8;
+/// Mark port (4 bytes): a write of `v` makes the VMM record `v` with the host time and its
+/// exit counters, so benchmarks can count exits between two points of the guest's timeline.
+pub const MARK: u16 = 0xf9;
+/// Width of the mark port window.
+pub const MARK_SIZE: u16 = 4;
 /// 8254 PIT channel 0 data port (channels 1 and 2 at +1, +2; control word at +3).
 pub const PIT_BASE: u16 = 0x40;
 /// IO-APIC input pin (= GSI) the PIT's channel 0 drives, as on real boards (ISA IRQ 0 is

@@ -122,6 +122,7 @@ extern "C" fn dispatch(frame: &mut Frame) {
     }
 }
 
+#[repr(align(4096))]
 struct Table(UnsafeCell<[[u64; 2]; 256]>);
 // SAFETY: written by `init`/`set_gate` on the boot CPU with interrupts off.
 unsafe impl Sync for Table {}
@@ -157,12 +158,33 @@ pub fn gate_for(vector: u8) -> Gate {
 }
 
 /// Fills all 256 gates and loads the IDT.
+///
+/// Vectors 32–255 (but `int 0x80`) share one gate shape and differ only in the stub address,
+/// so their entries are the encoded template with the offset fields replaced: encoding 224
+/// gates field by field is a measurable share of the boot on hosts that emulate every guest
+/// instruction (kvm-pvm, ~0.6 µs each).
 pub fn init() {
-    for v in 0..=255u8 {
+    for v in 0..32u8 {
         set_gate(v, gate_for(v));
     }
+    let template = gate_for(32).encode();
+    for v in 32..=255u8 {
+        let offset = stubs as *const () as u64 + 16 * u64::from(v);
+        let low = (template[0] & OFFSET_FREE_BITS)
+            | (offset & 0xffff)
+            | (((offset >> 16) & 0xffff) << 48);
+        // SAFETY: as in `set_gate`.
+        unsafe { (*IDT.0.get())[usize::from(v)] = [low, offset >> 32] };
+    }
+    set_gate(
+        crate::syscall::INT80_VECTOR,
+        gate_for(crate::syscall::INT80_VECTOR),
+    );
     load();
 }
+
+/// The bits of a gate's low quadword that are not offset bits (selector, IST, type, DPL, P).
+const OFFSET_FREE_BITS: u64 = 0x0000_ffff_ffff_0000;
 
 /// Loads the (shared) IDT on this CPU.
 pub fn load() {

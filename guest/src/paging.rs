@@ -6,10 +6,16 @@
 //! - every stack's guard page is left not-present (an overflow faults instead of corrupting).
 //!
 //! The MMIO hole (from `MMIO_HOLE_START`: MSI source, IO-APIC, LAPIC) is mapped uncached.
+//!
+//! The kernel keeps the VMM's four page directories (guest ABI: they identity-map the low
+//! 4 GiB with 2 MiB pages, the MMIO hole uncached) and only points the first entry of the
+//! first one at its own 4 KiB table. Building 2048 directory entries itself would cost
+//! ~10 ms on hosts that emulate every guest instruction (kvm-pvm), a third of the boot.
 
 use crate::cpu;
 use core::cell::UnsafeCell;
-use irqlab_x86::paging::{self, CACHE_DISABLE, PAGE_2M, PAGE_4K, USER, WRITABLE, WRITE_THROUGH};
+use irqlab_abi::layout::PAGE_TABLES;
+use irqlab_x86::paging::{self, PAGE_2M, PAGE_4K, USER, WRITABLE};
 
 #[repr(C, align(4096))]
 struct Table([u64; 512]);
@@ -17,7 +23,6 @@ struct Table([u64; 512]);
 struct Tables {
     pml4: UnsafeCell<Table>,
     pdpt: UnsafeCell<Table>,
-    pd: UnsafeCell<[Table; 4]>,
     pt0: UnsafeCell<Table>,
 }
 // SAFETY: built once by `init` on the boot CPU; afterwards only the MMU reads them (and
@@ -27,7 +32,6 @@ unsafe impl Sync for Tables {}
 static TABLES: Tables = Tables {
     pml4: UnsafeCell::new(Table([0; 512])),
     pdpt: UnsafeCell::new(Table([0; 512])),
-    pd: UnsafeCell::new([const { Table([0; 512]) }; 4]),
     pt0: UnsafeCell::new(Table([0; 512])),
 };
 
@@ -62,50 +66,51 @@ pub fn init(guards: &[u64]) {
     assert!(kernel_end() <= PAGE_2M, "kernel image must end below 2 MiB");
     let (user_start, user_end) = user_window();
     // SAFETY: single-threaded init before CR3 points at these tables.
-    let (pml4, pdpt, pd, pt0) = unsafe {
+    let (pml4, pdpt, pt0) = unsafe {
         (
             &mut *TABLES.pml4.get(),
             &mut *TABLES.pdpt.get(),
-            &mut *TABLES.pd.get(),
             &mut *TABLES.pt0.get(),
         )
     };
+    // The VMM's page directories, right after its PML4 and PDPT (guest ABI layout).
+    let vmm_pd = |g: u64| PAGE_TABLES + (2 + g) * PAGE_4K;
     // Upper levels allow user access; the leaves decide.
     set(
         &mut pml4.0[0],
         paging::table_entry(pdpt.0.as_ptr() as u64, WRITABLE | USER),
     );
-    for (g, dir) in pd.iter_mut().enumerate() {
+    for g in 0..4u64 {
         set(
-            &mut pdpt.0[g],
-            paging::table_entry(dir.0.as_ptr() as u64, WRITABLE | USER),
+            &mut pdpt.0[g as usize],
+            paging::table_entry(vmm_pd(g), WRITABLE | USER),
         );
-        for (i, e) in dir.0.iter_mut().enumerate() {
-            let addr = ((g as u64) << 30) | ((i as u64) * PAGE_2M);
-            let cache = if addr >= irqlab_abi::layout::MMIO_HOLE_START {
-                CACHE_DISABLE | WRITE_THROUGH
-            } else {
-                0
-            };
-            set(e, paging::huge_2m_entry(addr, WRITABLE | cache));
-        }
     }
-    set(
-        &mut pd[0].0[0],
-        paging::table_entry(pt0.0.as_ptr() as u64, WRITABLE | USER),
-    );
+    // Every page kernel-only first (the tightest loop: each instruction counts on emulating
+    // hosts), then the user window's few pages get U/S = 1.
+    let kernel_page = paging::page_4k_entry(0, WRITABLE);
     for (i, e) in pt0.0.iter_mut().enumerate() {
-        let addr = i as u64 * PAGE_4K;
-        let user = if addr >= user_start && addr < user_end {
-            USER
-        } else {
-            0
-        };
-        set(e, paging::page_4k_entry(addr, WRITABLE | user));
+        set(e, kernel_page | ((i as u64) << 12));
+    }
+    for page in (user_start / PAGE_4K)..user_end.div_ceil(PAGE_4K) {
+        let addr = page * PAGE_4K;
+        set(
+            &mut pt0.0[page as usize],
+            paging::page_4k_entry(addr, WRITABLE | USER),
+        );
     }
     for &g in guards {
         set(&mut pt0.0[(g / PAGE_4K) as usize], 0);
     }
+    // SAFETY: the VMM's first page directory is identity-mapped boot memory this kernel now
+    // owns; its entry 0 (the first 2 MiB as one large page) becomes a pointer to pt0, which
+    // maps the same addresses. The live CR3 still uses this entry, but the old and the new
+    // translation agree for every page but the guard pages, and the CR3 load below flushes.
+    let pd0 = unsafe { &mut *(vmm_pd(0) as *mut u64) };
+    set(
+        pd0,
+        paging::table_entry(pt0.0.as_ptr() as u64, WRITABLE | USER),
+    );
     // SAFETY: the new tables map the whole kernel, its stacks (minus guard pages) and the
     // MMIO windows exactly as before, so execution continues unchanged.
     unsafe { cpu::set_cr3(pml4.0.as_ptr() as u64) };

@@ -7,6 +7,7 @@
 //! | COM1 16550  | ports 0x3f8–0x3ff | IO-APIC pin 4        |
 //! | debug-exit  | ports 0xf4–0xf7   | –                    |
 //! | bench port  | port 0xf8         | –                    |
+//! | mark port   | ports 0xf9–0xfc   | –                    |
 //! | MSI source  | MMIO 0xd0000000 (4 KiB) | MSIs via `KVM_SIGNAL_MSI` |
 //!
 //! With `irqchip = "kernel"` KVM models the IO-APIC, the PICs and the PIT; the UART then
@@ -15,6 +16,7 @@
 use crate::console::ConsoleOut;
 use crate::interrupts::IoApicPin;
 use crate::pit_timer::{new_timer, HostClock, HostPitTimer, SharedTimer};
+use crate::stats::{ExitCounters, Mark, MarkPort};
 use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
 use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
@@ -150,6 +152,10 @@ pub struct Devices {
     pub pit: Option<(Arc<Mutex<Pit>>, SharedTimer)>,
     /// The MSI source device.
     pub msi_source: Arc<Mutex<MsiSource>>,
+    /// Userspace exits by reason (counted by the vCPU threads).
+    pub exits: Arc<ExitCounters>,
+    /// Marks written by the guest.
+    pub marks: Arc<Mutex<Vec<Mark>>>,
 }
 
 impl Devices {
@@ -184,6 +190,14 @@ impl Devices {
         )?;
         let bench = Arc::new(Mutex::new(BenchPort::default()));
         pio.insert("bench", ports::BENCH.into(), 1, bench.clone())?;
+        let exits = Arc::new(ExitCounters::default());
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        pio.insert(
+            "mark",
+            ports::MARK.into(),
+            ports::MARK_SIZE.into(),
+            Arc::new(Mutex::new(MarkPort::new(exits.clone(), marks.clone()))),
+        )?;
 
         let pit = match &ioapic {
             Some(ioapic) => {
@@ -214,6 +228,8 @@ impl Devices {
             ioapic,
             pit,
             msi_source,
+            exits,
+            marks,
         })
     }
 

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod bench;
 pub mod config;
 pub mod console;
 pub mod device_manager;
@@ -16,6 +17,7 @@ pub mod machine;
 pub mod memory;
 pub mod outcome;
 pub mod pit_timer;
+pub mod stats;
 pub mod stdin;
 pub mod vcpu;
 pub mod vm;

@@ -14,9 +14,12 @@ use crate::interrupts::{KvmGsiLine, KvmInterrupts};
 use crate::loader::{elf, KernelImage};
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
+use crate::stats::{ExitCounts, Mark};
 use crate::vcpu::{StopControl, Vcpu};
 use crate::{host, memory, vm};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use irqlab_devices::ioapic::PinStats;
+use irqlab_devices::pit::TickStats;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,6 +107,14 @@ pub struct RunReport {
     pub bench_writes: (u64, Duration),
     /// Port or MMIO accesses no device claimed.
     pub unhandled_accesses: u64,
+    /// Userspace exits by reason over the whole run.
+    pub exits: ExitCounts,
+    /// Marks the guest wrote to the mark port.
+    pub marks: Vec<Mark>,
+    /// PIT channel 0 ticks and missed periods (split irqchip).
+    pub pit: Option<TickStats>,
+    /// IO-APIC counters of every pin that saw traffic (split irqchip).
+    pub ioapic: Vec<(usize, PinStats)>,
 }
 
 /// State shared by the event loop and the vCPU threads.
@@ -409,7 +420,27 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             vcpu: 0,
             what: "run ended without an outcome".into(),
         });
+    let marks = devices
+        .marks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let bench = devices.bench.lock().unwrap_or_else(|p| p.into_inner());
+    let pit = devices
+        .pit
+        .as_ref()
+        .map(|(p, _)| p.lock().unwrap_or_else(|p| p.into_inner()).tick_stats());
+    let ioapic = devices
+        .ioapic
+        .as_ref()
+        .map(|io| {
+            let io = io.lock().unwrap_or_else(|p| p.into_inner());
+            (0..irqlab_devices::ioapic::NUM_PINS)
+                .filter_map(|pin| io.stats(pin).map(|s| (pin, s)))
+                .filter(|(_, s)| *s != PinStats::default())
+                .collect()
+        })
+        .unwrap_or_default();
     let console = std::mem::take(&mut *capture.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(RunReport {
         outcome,
@@ -418,5 +449,9 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         console,
         bench_writes: (bench.count(), bench.span()),
         unhandled_accesses: devices.pio.unhandled() + devices.mmio.unhandled(),
+        exits: devices.exits.snapshot(),
+        marks,
+        pit,
+        ioapic,
     })
 }

@@ -8,6 +8,7 @@
 use crate::device_manager::Devices;
 use crate::memory::GuestMemory;
 use crate::outcome::{CpuSnapshot, Outcome};
+use crate::stats::ExitKind;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::Arc;
 use vm_memory::{Bytes, GuestAddress};
@@ -45,6 +46,12 @@ pub enum ExitAction {
 /// Handles one exit against the devices. Pure with respect to KVM: tests feed it made-up
 /// exits.
 pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
+    devices.exits.count(match &exit {
+        VcpuExit::IoOut(..) | VcpuExit::IoIn(..) => ExitKind::Pio,
+        VcpuExit::MmioRead(..) | VcpuExit::MmioWrite(..) => ExitKind::Mmio,
+        VcpuExit::IoapicEoi(_) => ExitKind::IoapicEoi,
+        _ => ExitKind::Other,
+    });
     match exit {
         VcpuExit::IoOut(port, data) => {
             devices.pio.write(port.into(), data);

@@ -84,6 +84,26 @@ pub fn wait_until(boot: &Boot, timeout_ms: u64, backstop: bool, done: impl Fn() 
     ok
 }
 
+/// Drops mark `value` into the VMM's timeline (one PIO exit; see the mark port in the ABI).
+pub fn mark(value: u32) {
+    // SAFETY: the mark port only records the value.
+    unsafe { crate::port::outl(irqlab_abi::ports::MARK, value) };
+}
+
+/// Mark values: start and end of a steady-state measurement window.
+pub const MARK_WINDOW_START: u32 = 1;
+/// End of the window.
+pub const MARK_WINDOW_END: u32 = 2;
+
+/// Prints the `BENCH` line `irqlab bench` reads: the interrupts taken between the two marks.
+pub fn report_window(name: &str, interrupts: u64) {
+    crate::println!(
+        "BENCH {} window_interrupts={}",
+        name,
+        crate::fmt::Dec(interrupts)
+    );
+}
+
 /// Rate in milli-Hz of `events - 1` intervals spanning `tsc_span` cycles.
 pub fn rate_mhz(events: u64, tsc_span: u64, tsc_khz: u64) -> u64 {
     if events < 2 || tsc_span == 0 {

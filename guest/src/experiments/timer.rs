@@ -104,7 +104,13 @@ pub fn run(boot: &Boot) {
     // Generous: the whole run at the configured rate, twice, plus a second.
     let timeout_ms = ticks * 2000 / hz + 1000;
     let uses_lapic = which != "pit";
-    let arrived = wait_until(boot, timeout_ms, !uses_lapic, || TICKS.count() >= ticks);
+    // Steady state is measured between the first and the last tick, bracketed by marks.
+    let started = wait_until(boot, timeout_ms, !uses_lapic, || TICKS.count() >= 1);
+    super::mark(super::MARK_WINDOW_START);
+    let n1 = TICKS.count();
+    let arrived = started && wait_until(boot, timeout_ms, !uses_lapic, || TICKS.count() >= ticks);
+    super::mark(super::MARK_WINDOW_END);
+    let n2 = TICKS.count();
     match which {
         "pit" => {
             crate::pit::stop(boot.info.devices.pit_port);
@@ -112,6 +118,7 @@ pub fn run(boot: &Boot) {
         }
         _ => LAPIC.stop_timer(),
     }
+    super::report_window(name, n2 - n1);
     let got = TICKS.count();
     let measured = rate_mhz(got, TICKS.span(), khz);
     let error_ppm = (measured as i64 - expected as i64) * 1_000_000 / expected.max(1) as i64;

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Every failure prints one line on stderr, prefixed with
 //! `irqlab:`, and maps to a documented exit code (see `irqlab::outcome::code`).
 
+mod bench;
 mod check;
 mod run;
 
@@ -14,6 +15,8 @@ Examples:
   irqlab run configs/cost.toml --timeout 30   override a config value
   irqlab run --kernel my.elf --cmdline 'x=1'  boot your own ELF64 kernel
   irqlab check                                report what this host supports
+  irqlab bench boot                           boot time, exit-loop overhead, VMM memory
+  irqlab bench irq                            PIT/MSI delivery, split vs kernel irqchip
 
 Exit codes: guest status 0-63 (0 = all passed); 64 usage, 65 config, 66 kernel image,
 69 host, 70 internal, 71 triple fault, 72 KVM internal error, 73 guest stopped,
@@ -33,6 +36,9 @@ enum Command {
     Run(run::RunArgs),
     /// Report the host's KVM capabilities.
     Check,
+    /// Measure boot time, exit-loop overhead, memory and interrupt delivery.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the command line, runs it, returns the exit code.
@@ -47,5 +53,6 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check => check::check(),
+        Command::Bench(cmd) => bench::bench(cmd),
     }
 }

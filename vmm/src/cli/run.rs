@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Also write the guest console to this file.
     #[arg(long, value_name = "PATH")]
     serial_log: Option<PathBuf>,
+    /// Print the guest memory the guest touched (for `irqlab bench boot`).
+    #[arg(long, hide = true)]
+    report_memory: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -78,6 +81,12 @@ pub fn run(args: RunArgs) -> u8 {
     let _raw = irqlab::stdin::RawMode::enable_if_tty();
     match machine::run(&cfg, &opts) {
         Ok(report) => {
+            if args.report_memory {
+                eprintln!(
+                    "irqlab: memory: guest_touched_bytes={}",
+                    report.guest_resident
+                );
+            }
             if let Some(line) = report.outcome.explain() {
                 eprintln!("irqlab: {line}");
             }

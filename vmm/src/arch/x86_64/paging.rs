@@ -9,7 +9,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 /// Start of the uncached MMIO mapping (covers the IO-APIC at 0xfec00000 and the LAPIC at
 /// 0xfee00000).
-pub const UNCACHED_FROM: u64 = 0xfe00_0000;
+pub const UNCACHED_FROM: u64 = irqlab_abi::layout::MMIO_HOLE_START;
 
 const PML4: u64 = PAGE_TABLES;
 const PDPT: u64 = PAGE_TABLES + 0x1000;

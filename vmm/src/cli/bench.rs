@@ -1,0 +1,328 @@
+//! `irqlab bench boot` and `irqlab bench irq`: measurements reported side by side from one
+//! run, never compared against fixed times.
+
+use clap::{Args, Subcommand};
+use irqlab::config::{IrqchipMode, VmConfig};
+use irqlab::machine::{self, RunOptions, RunReport};
+use irqlab::outcome::{code, Outcome};
+use irqlab::stats::Mark;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Boot time (process start to guest exit), PIO exit round trip against a bare KVM_RUN
+    /// loop, and the VMM's own memory.
+    Boot(BootArgs),
+    /// Interrupt delivery: PIT and MSI paths in both irqchip models at several rates.
+    Irq(IrqArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BootArgs {
+    /// Boots to time.
+    #[arg(long, default_value_t = 20)]
+    runs: u32,
+    /// PIO exits per round of the loop comparison.
+    #[arg(long, default_value_t = 20_000)]
+    exits: u64,
+    /// Alternating rounds of the loop comparison.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct IrqArgs {
+    /// Seconds of guest time per case.
+    #[arg(long, default_value_t = 0.5)]
+    seconds: f64,
+}
+
+pub fn bench(cmd: BenchCommand) -> u8 {
+    let result = match cmd {
+        BenchCommand::Boot(a) => boot(&a),
+        BenchCommand::Irq(a) => irq(&a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("irqlab: bench: {e:#}");
+            code::INTERNAL
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Spawns `irqlab run` once; returns (wall time, peak RSS bytes, guest bytes touched).
+fn timed_boot() -> anyhow::Result<(Duration, u64, u64)> {
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let child = Command::new(exe)
+        .args(["run", "--cmdline", "run=none", "--report-memory"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = child.stderr.expect("piped");
+    let mut status = 0;
+    // SAFETY: rusage is plain data wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both pointers are valid.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    anyhow::ensure!(rc == pid, "wait4: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "irqlab run exited with status {status:#x}"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err)?;
+    let touched = err
+        .lines()
+        .find_map(|l| l.strip_prefix("irqlab: memory: guest_touched_bytes="))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no memory line from irqlab run: {err}"))?;
+    Ok((wall, usage.ru_maxrss as u64 * 1024, touched))
+}
+
+fn quiet_run(cfg: &VmConfig) -> anyhow::Result<RunReport> {
+    let report = machine::run(
+        cfg,
+        &RunOptions {
+            capture_console: true,
+            ..Default::default()
+        },
+    )?;
+    if report.outcome != (Outcome::GuestExit { status: 0 }) {
+        anyhow::bail!(
+            "guest run `{}` ended with {:?}:\n{}",
+            cfg.cmdline,
+            report.outcome,
+            String::from_utf8_lossy(&report.console)
+        );
+    }
+    Ok(report)
+}
+
+fn boot(a: &BootArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.runs >= 1 && a.rounds >= 1 && a.exits >= 2,
+        "runs, rounds >= 1, exits >= 2"
+    );
+    // Boot time and memory: separate processes, one warm-up boot first (page cache).
+    timed_boot()?;
+    let mut walls = Vec::new();
+    let mut overheads = Vec::new();
+    let mut rss_max = 0;
+    for _ in 0..a.runs {
+        let (wall, rss, touched) = timed_boot()?;
+        walls.push(wall.as_secs_f64() * 1e3);
+        overheads.push(rss.saturating_sub(touched) as f64 / (1 << 20) as f64);
+        rss_max = rss_max.max(rss);
+    }
+    let med = median(&mut walls.clone());
+    println!("boot (process start -> guest exit, {} runs)", a.runs);
+    println!(
+        "  median {med:.2} ms   min {:.2} ms   p90 {:.2} ms   target <= 20 ms: {}",
+        walls.iter().cloned().fold(f64::INFINITY, f64::min),
+        percentile(&mut walls, 0.9),
+        verdict(med <= 20.0)
+    );
+    let oh = median(&mut overheads);
+    println!(
+        "  VMM memory: peak RSS {:.2} MiB, minus guest memory touched = {oh:.2} MiB (median)   target <= 5 MiB: {}",
+        rss_max as f64 / (1 << 20) as f64,
+        verdict(oh <= 5.0)
+    );
+
+    // PIO exit round trip: bare loop and irqlab, alternating, same process.
+    let cfg = VmConfig {
+        cmdline: format!("run=pio-loop iters={}", a.exits),
+        ..VmConfig::default()
+    };
+    let (mut bare, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..a.rounds {
+        bare.push(irqlab::bench::bare_pio_exit(a.exits)?.as_secs_f64() * 1e6);
+        let r = quiet_run(&cfg)?;
+        let (count, span) = r.bench_writes;
+        anyhow::ensure!(count == a.exits, "guest wrote the bench port {count} times");
+        ours.push(span.as_secs_f64() * 1e6 / (count - 1) as f64);
+    }
+    let ratios: Vec<f64> = ours.iter().zip(&bare).map(|(o, b)| o / b).collect();
+    let (mb, mo, mr) = (
+        median(&mut bare),
+        median(&mut ours),
+        median(&mut ratios.clone()),
+    );
+    println!(
+        "PIO exit round trip ({} rounds x {} exits, alternating)",
+        a.rounds, a.exits
+    );
+    println!("  bare KVM_RUN loop  {mb:.2} us   irqlab vCPU loop  {mo:.2} us");
+    println!(
+        "  ratio irqlab/bare  {mr:.3} (median of per-round ratios; rounds: {})   target <= 1.10: {}",
+        ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" "),
+        verdict(mr <= 1.10)
+    );
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// The guest's result line `name` (tag, detail).
+fn result<'a>(console: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    console.lines().find_map(|l| {
+        let (tag, rest) = l.split_once(' ')?;
+        let detail = rest.strip_prefix(name)?.strip_prefix(": ")?;
+        matches!(tag, "PASS" | "FAIL" | "SKIP").then_some((tag, detail))
+    })
+}
+
+/// The number right before `suffix` in `text` (e.g. "measured 999.1 Hz").
+fn number_before(text: &str, suffix: &str) -> Option<f64> {
+    let end = text.find(suffix)?;
+    text[..end]
+        .split(' ')
+        .rev()
+        .find(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
+fn window(console: &str, name: &str, marks: &[Mark]) -> Option<(u64, irqlab::stats::ExitCounts)> {
+    let n = console.lines().find_map(|l| {
+        l.strip_prefix(&format!("BENCH {name} window_interrupts="))?
+            .trim()
+            .parse()
+            .ok()
+    })?;
+    let start = marks.iter().find(|m| m.value == 1)?;
+    let end = marks.iter().find(|m| m.value == 2)?;
+    let mut d = end.exits.since(&start.exits);
+    d.pio -= 1; // the end mark's own exit
+    Some((n, d))
+}
+
+fn irq(a: &IrqArgs) -> anyhow::Result<()> {
+    println!("interrupt delivery ({:.1} s of guest time per case; exits counted between the first and the last interrupt)", a.seconds);
+    println!(
+        "{:<6} {:<4} {:>7} {:>11} {:>9} {:>8} {:>8} {:>10} {:>9}  exits by reason in window",
+        "irqchip",
+        "path",
+        "rate",
+        "achieved/s",
+        "achieved",
+        "raised",
+        "handled",
+        "exits/irq",
+        "missed",
+    );
+    for irqchip in [IrqchipMode::Split, IrqchipMode::Kernel] {
+        for path in ["pit", "msi"] {
+            for rate in [100u64, 1000, 10_000] {
+                let n = ((rate as f64 * a.seconds) as u64).max(10);
+                let cmdline = match path {
+                    "pit" => format!("run=timer timer=pit hz={rate} ticks={n} tolerance=100"),
+                    _ => format!("run=msi count={n} rate={rate}"),
+                };
+                let cfg = VmConfig {
+                    cmdline,
+                    irqchip,
+                    timeout: Some(Duration::from_secs_f64(a.seconds * 4.0 + 10.0)),
+                    ..VmConfig::default()
+                };
+                let r = machine::run(
+                    &cfg,
+                    &RunOptions {
+                        capture_console: true,
+                        ..Default::default()
+                    },
+                )?;
+                let console = String::from_utf8_lossy(&r.console).into_owned();
+                let name = if path == "pit" { "timer-pit" } else { "msi" };
+                let Some((_, detail)) = result(&console, name) else {
+                    anyhow::bail!(
+                        "no {name} result from the guest ({:?}):\n{console}",
+                        r.outcome
+                    );
+                };
+                // "…, measured 998.4 Hz (…)" (timer) or "…, 999.9 Hz measured" (msi).
+                let achieved = number_before(detail, " Hz measured")
+                    .or_else(|| {
+                        detail
+                            .split("measured ")
+                            .nth(1)?
+                            .split(' ')
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(f64::NAN);
+                let (raised, handled, missed) = if path == "pit" {
+                    let handled = detail
+                        .split(' ')
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0u64);
+                    match r.pit {
+                        Some(t) => (t.ticks.to_string(), handled, t.missed.to_string()),
+                        None => ("in-kernel".to_string(), handled, "-".to_string()),
+                    }
+                } else {
+                    let events = detail
+                        .split(' ')
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0u64);
+                    let irqs = number_before(detail, " interrupts,").unwrap_or(0.0) as u64;
+                    let merged = number_before(detail, " merged in IRR").unwrap_or(0.0) as u64;
+                    (events.to_string(), irqs, format!("{merged} merged"))
+                };
+                let (per_irq, reasons) = match window(&console, name, &r.marks) {
+                    Some((n, d)) if n > 0 => (
+                        format!("{:.3}", d.total() as f64 / n as f64),
+                        format!(
+                            "pio {} mmio {} eoi {} other {} over {n} irqs",
+                            d.pio, d.mmio, d.ioapic_eoi, d.other
+                        ),
+                    ),
+                    _ => ("-".into(), "no window".into()),
+                };
+                println!(
+                    "{:<6} {:<4} {:>7} {:>11.1} {:>8.1}% {:>8} {:>8} {:>10} {:>9}  {}",
+                    irqchip.name(),
+                    path,
+                    rate,
+                    achieved,
+                    achieved / rate as f64 * 100.0,
+                    raised,
+                    handled,
+                    per_irq,
+                    missed,
+                    reasons
+                );
+            }
+        }
+    }
+    Ok(())
+}

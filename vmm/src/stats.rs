@@ -1,0 +1,166 @@
+//! Counters of what the VMM did: userspace exits by reason, and marks the guest drops into
+//! the run through the mark port (so a benchmark can count exits between two points of the
+//! guest's own timeline).
+//!
+//! The mark port ([`irqlab_abi::ports::MARK`], 4 bytes wide): a guest write of `v` records
+//! `(v, host time, exit counts so far)`. The counts include the mark's own exit, so the exits
+//! strictly between two marks are `b.exits.total - a.exits.total - 1`.
+
+use irqlab_devices::BusDevice;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Userspace exits, by reason.
+#[derive(Debug, Default)]
+pub struct ExitCounters {
+    pio: AtomicU64,
+    mmio: AtomicU64,
+    ioapic_eoi: AtomicU64,
+    other: AtomicU64,
+}
+
+/// A snapshot of [`ExitCounters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExitCounts {
+    /// Port I/O exits.
+    pub pio: u64,
+    /// MMIO exits.
+    pub mmio: u64,
+    /// `KVM_EXIT_IOAPIC_EOI` exits (split irqchip, level-triggered vectors).
+    pub ioapic_eoi: u64,
+    /// Everything else (signals, interrupt windows, shutdown, …).
+    pub other: u64,
+}
+
+impl ExitCounts {
+    /// All exits.
+    pub fn total(&self) -> u64 {
+        self.pio + self.mmio + self.ioapic_eoi + self.other
+    }
+
+    /// `self - earlier`, field by field.
+    pub fn since(&self, earlier: &ExitCounts) -> ExitCounts {
+        ExitCounts {
+            pio: self.pio - earlier.pio,
+            mmio: self.mmio - earlier.mmio,
+            ioapic_eoi: self.ioapic_eoi - earlier.ioapic_eoi,
+            other: self.other - earlier.other,
+        }
+    }
+}
+
+/// Exit kinds [`ExitCounters`] tells apart.
+#[derive(Debug, Clone, Copy)]
+pub enum ExitKind {
+    /// Port I/O.
+    Pio,
+    /// MMIO.
+    Mmio,
+    /// IO-APIC EOI broadcast.
+    IoapicEoi,
+    /// Anything else.
+    Other,
+}
+
+impl ExitCounters {
+    /// Counts one exit.
+    pub fn count(&self, kind: ExitKind) {
+        match kind {
+            ExitKind::Pio => &self.pio,
+            ExitKind::Mmio => &self.mmio,
+            ExitKind::IoapicEoi => &self.ioapic_eoi,
+            ExitKind::Other => &self.other,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> ExitCounts {
+        ExitCounts {
+            pio: self.pio.load(Ordering::Relaxed),
+            mmio: self.mmio.load(Ordering::Relaxed),
+            ioapic_eoi: self.ioapic_eoi.load(Ordering::Relaxed),
+            other: self.other.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One guest mark.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    /// The value the guest wrote.
+    pub value: u32,
+    /// Host time of the write.
+    pub at: Instant,
+    /// Exits so far (including this one).
+    pub exits: ExitCounts,
+}
+
+/// The mark port device.
+pub struct MarkPort {
+    exits: Arc<ExitCounters>,
+    marks: Arc<Mutex<Vec<Mark>>>,
+}
+
+/// Most marks kept (a guest writing the port in a loop cannot grow the VMM without bound).
+pub const MAX_MARKS: usize = 4096;
+
+impl MarkPort {
+    /// A port recording into `marks`.
+    pub fn new(exits: Arc<ExitCounters>, marks: Arc<Mutex<Vec<Mark>>>) -> Self {
+        MarkPort { exits, marks }
+    }
+}
+
+impl BusDevice for MarkPort {
+    fn read(&mut self, _offset: u64, _data: &mut [u8]) {}
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let Some(value) = irqlab_devices::le_value(data).filter(|_| offset == 0) else {
+            return;
+        };
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        if marks.len() < MAX_MARKS {
+            marks.push(Mark {
+                value: value as u32,
+                at: Instant::now(),
+                exits: self.exits.snapshot(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_snapshot_the_exit_counts() {
+        let exits = Arc::new(ExitCounters::default());
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let mut port = MarkPort::new(exits.clone(), marks.clone());
+        exits.count(ExitKind::Pio);
+        port.write(0, &7u32.to_le_bytes());
+        exits.count(ExitKind::Mmio);
+        exits.count(ExitKind::Pio);
+        port.write(0, &8u32.to_le_bytes());
+        port.write(2, &[1]); // outside the port: ignored
+        let m = marks.lock().unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].value, m[1].value), (7, 8));
+        let d = m[1].exits.since(&m[0].exits);
+        assert_eq!((d.pio, d.mmio, d.total()), (1, 1, 2));
+    }
+
+    #[test]
+    fn marks_are_bounded() {
+        let exits = Arc::new(ExitCounters::default());
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let mut port = MarkPort::new(exits, marks.clone());
+        for _ in 0..MAX_MARKS + 10 {
+            port.write(0, &[1]);
+        }
+        assert_eq!(marks.lock().unwrap().len(), MAX_MARKS);
+    }
+}
