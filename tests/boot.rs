@@ -95,3 +95,43 @@ fn serial_log_receives_the_console() {
     assert_eq!(logged.replace('\r', ""), out.replace('\r', ""));
     assert!(logged.contains("SUMMARY"));
 }
+
+#[test]
+fn bench_boot_reports_boot_time_loop_ratio_and_memory() {
+    if !kvm_or_skip("bench boot") {
+        return;
+    }
+    let (code, out, err) = run(&[
+        "bench", "boot", "--runs", "2", "--rounds", "1", "--exits", "500",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Numbers, not verdicts: timing targets are for `irqlab bench` runs, not for tests.
+    for needle in [
+        "median",
+        "VMM memory: peak RSS",
+        "bare KVM_RUN loop",
+        "ratio irqlab/bare",
+    ] {
+        assert!(out.contains(needle), "missing {needle}:\n{out}");
+    }
+}
+
+#[test]
+fn bench_irq_reports_every_case() {
+    if !kvm_or_skip("bench irq") {
+        return;
+    }
+    let (code, out, err) = run(&["bench", "irq", "--seconds", "0.05"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("split ") || l.starts_with("kernel "))
+        .collect();
+    assert_eq!(rows.len(), 12, "{out}");
+    // The split PIT path takes no userspace exit per tick (edge-triggered, LAPIC in kernel).
+    let split_pit = rows
+        .iter()
+        .find(|l| l.contains(" pit ") && l.contains(" 100 "))
+        .unwrap();
+    assert!(split_pit.contains("pio 0 mmio 0 eoi 0"), "{split_pit}");
+}

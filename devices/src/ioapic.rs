@@ -759,24 +759,4 @@ mod tests {
         io.set_irq(usize::MAX, true);
         assert!(sent(&sink).is_empty());
     }
-
-    #[test]
-    fn random_register_traffic_never_panics() {
-        let (_, mut io) = setup();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let offset = x % 0x30;
-            let len = [1usize, 2, 3, 4, 8][(x >> 8) as usize % 5];
-            let bytes = (x >> 16).to_le_bytes();
-            match (x >> 40) % 4 {
-                0 => io.write(offset, &bytes[..len]),
-                1 => io.read(offset, &mut [0u8; 8][..len]),
-                2 => io.set_irq((x >> 44) as usize % 30, x & 1 == 0),
-                _ => io.end_of_interrupt((x >> 48) as u8),
-            }
-        }
-    }
 }

@@ -459,7 +459,7 @@ impl Pit {
             self.armed = false;
         }
         self.stats.ticks += 1;
-        self.stats.missed += expirations - 1;
+        self.stats.missed = self.stats.missed.saturating_add(expirations - 1);
         self.irq.set_level(true);
         self.irq.set_level(false);
     }
@@ -502,7 +502,7 @@ impl Pit {
         let c = &self.channels[0];
         match (c.start_ns, c.paused_at, c.edges()) {
             (Some(start), None, Some((first, period))) => {
-                let due = start + clocks_to_ns(first);
+                let due = start.saturating_add(clocks_to_ns(first));
                 self.timer
                     .arm(due.saturating_sub(now).max(1), clocks_to_ns(period));
                 self.armed = true;
