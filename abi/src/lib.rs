@@ -17,3 +17,4 @@ pub mod msi_source;
 pub mod ports;
 pub mod status;
 pub mod syscall;
+pub mod trace;

@@ -385,7 +385,7 @@ impl IoApic {
             self.stats[pin].failed += 1;
             return false;
         };
-        match self.msi.send(msg) {
+        match self.msi.send_from_pin(pin as u8, msg) {
             MsiOutcome::Delivered => {
                 self.stats[pin].delivered += 1;
                 true

@@ -71,6 +71,11 @@ pub enum MsiOutcome {
 pub trait MsiSink: Send + Sync {
     /// Sends one message.
     fn send(&self, msg: MsiMessage) -> MsiOutcome;
+    /// Sends one message on behalf of IO-APIC input `pin` (a tracing sink records where it
+    /// came from). The default just sends.
+    fn send_from_pin(&self, _pin: u8, msg: MsiMessage) -> MsiOutcome {
+        self.send(msg)
+    }
     /// The IO-APIC's routes changed (the VMM mirrors level-triggered vectors into KVM so that
     /// their EOIs exit to userspace). The default ignores it.
     fn routes_changed(&self, _routes: &[ioapic::PinRoute]) {}

@@ -56,6 +56,8 @@ pub fn handle(frame: &mut Frame) {
     if vector == crate::apic::SPURIOUS_VECTOR {
         return; // spurious interrupts take no EOI (SDM §11.9)
     }
+    let tracing = crate::trace::enabled();
+    let tsc_entry = if tracing { crate::cpu::rdtsc() } else { 0 };
     let cpu = crate::percpu::cpu_index();
     if let Some(c) = COUNTS.get(cpu) {
         c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
@@ -75,6 +77,15 @@ pub fn handle(frame: &mut Frame) {
         );
     }
     crate::apic::LAPIC.eoi();
+    if tracing {
+        let kind = match vector {
+            LAPIC_TIMER_VECTOR | crate::experiments::WAKE_VECTOR => {
+                irqlab_abi::trace::KIND_LAPIC_TIMER
+            }
+            _ => irqlab_abi::trace::KIND_DEVICE,
+        };
+        crate::trace::record(vector, cpu as u8, kind, tsc_entry, crate::cpu::rdtsc());
+    }
 }
 
 /// Prints the non-zero counts of `vectors` per CPU, like `/proc/interrupts`.

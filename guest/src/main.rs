@@ -32,6 +32,7 @@ mod serial;
 mod smp;
 mod stack;
 mod syscall;
+mod trace;
 mod user;
 
 use boot::Boot;
@@ -121,6 +122,7 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     paging::init(&guards);
     percpu::init(SYSCALL_STACK.top());
     syscall::init();
+    trace::init(boot.info.trace_ring_addr, boot.info.trace_ring_size);
     // CR0.AM: alignment checking for ring-3 code that sets RFLAGS.AC.
     // SAFETY: only enables #AC for ring 3 with AC set.
     unsafe { core::arch::asm!("mov {t}, cr0", "or {t}, 0x40000", "mov cr0, {t}", t = out(reg) _) };

@@ -63,6 +63,16 @@ struct FileConfig {
     irqchip: Option<IrqchipMode>,
     timeout_secs: Option<Spanned<f64>>,
     serial_log: Option<Spanned<String>>,
+    trace: Option<FileTrace>,
+}
+
+/// The `[trace]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTrace {
+    dir: Spanned<String>,
+    mode: Option<crate::trace::TraceMode>,
+    ring_records: Option<Spanned<i64>>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -80,6 +90,10 @@ pub struct Overrides {
     pub irqchip: Option<IrqchipMode>,
     /// `--timeout` in seconds (0 = no watchdog).
     pub timeout_secs: Option<f64>,
+    /// `--trace DIR`.
+    pub trace_dir: Option<PathBuf>,
+    /// `--trace-mode`.
+    pub trace_mode: Option<crate::trace::TraceMode>,
     /// `--serial-log`.
     pub serial_log: Option<PathBuf>,
 }
@@ -103,6 +117,8 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Also copy the serial console to this file.
     pub serial_log: Option<PathBuf>,
+    /// Interrupt tracing (`None` = off).
+    pub trace: Option<crate::trace::TraceConfig>,
 }
 
 impl Default for VmConfig {
@@ -116,6 +132,7 @@ impl Default for VmConfig {
             irqchip: IrqchipMode::Split,
             timeout: Some(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS)),
             serial_log: None,
+            trace: None,
         }
     }
 }
@@ -269,6 +286,33 @@ impl VmConfig {
         if let Some(s) = file.serial_log {
             cfg.serial_log = Some(base.join(s.into_inner()));
         }
+        if let Some(t) = file.trace {
+            let ring_records = match t.ring_records {
+                None => crate::trace::DEFAULT_RING_RECORDS,
+                Some(r) => {
+                    let span = r.span();
+                    check_ring_records(*r.get_ref()).map_err(|message| ConfigError::Invalid {
+                        origin: src.origin(span),
+                        key: "trace.ring_records",
+                        message,
+                    })?
+                }
+            };
+            let span = t.dir.span();
+            let dir = t.dir.into_inner();
+            if dir.is_empty() {
+                return Err(ConfigError::Invalid {
+                    origin: src.origin(span),
+                    key: "trace.dir",
+                    message: "must name a directory".into(),
+                });
+            }
+            cfg.trace = Some(crate::trace::TraceConfig {
+                dir: base.join(dir),
+                mode: t.mode.unwrap_or_default(),
+                ring_records,
+            });
+        }
         cfg.check_cmdline(src.origin(0..0))?;
         Ok(cfg)
     }
@@ -324,6 +368,26 @@ impl VmConfig {
         if let Some(s) = &o.serial_log {
             self.serial_log = Some(s.clone());
         }
+        if let Some(dir) = &o.trace_dir {
+            let t = self.trace.get_or_insert(crate::trace::TraceConfig {
+                dir: dir.clone(),
+                mode: Default::default(),
+                ring_records: crate::trace::DEFAULT_RING_RECORDS,
+            });
+            t.dir = dir.clone();
+        }
+        if let Some(mode) = o.trace_mode {
+            match self.trace.as_mut() {
+                Some(t) => t.mode = mode,
+                None => {
+                    return Err(ConfigError::Invalid {
+                        origin: Origin::Flag("--trace-mode"),
+                        key: "trace.mode",
+                        message: "needs --trace DIR (or [trace] dir in the config)".into(),
+                    })
+                }
+            }
+        }
         Ok(())
     }
 
@@ -349,6 +413,16 @@ impl VmConfig {
     /// Guest memory in bytes.
     pub fn mem_bytes(&self) -> u64 {
         self.mem_mib << 20
+    }
+}
+
+fn check_ring_records(v: i64) -> Result<u32, String> {
+    if !(16..=1 << 20).contains(&v) {
+        Err(format!(
+            "is {v}; the trace ring holds 16 to 1048576 records"
+        ))
+    } else {
+        Ok(v as u32)
     }
 }
 

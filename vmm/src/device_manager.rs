@@ -17,6 +17,7 @@ use crate::console::ConsoleOut;
 use crate::interrupts::IoApicPin;
 use crate::pit_timer::{new_timer, HostClock, HostPitTimer, SharedTimer};
 use crate::stats::{ExitCounters, Mark, MarkPort};
+use crate::trace::{Source as TraceSource, TracedLine, Tracer};
 use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
 use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
@@ -125,15 +126,28 @@ impl Bus {
 
 /// How the devices' interrupts leave the device models.
 pub enum IrqWiring {
-    /// Userspace IO-APIC and PIT; MSIs through this sink.
-    Split(Arc<dyn MsiSink>),
-    /// In-kernel IO-APIC and PIT: this line for the UART's GSI; MSIs through the sink.
+    /// Userspace IO-APIC and PIT.
+    Split {
+        /// Where the IO-APIC sends its MSIs.
+        ioapic: Arc<dyn MsiSink>,
+        /// Where the MSI source device sends its MSIs.
+        msi: Arc<dyn MsiSink>,
+    },
+    /// In-kernel IO-APIC and PIT.
     Kernel {
-        /// MSI sink (the MSI source device).
+        /// Where the MSI source device sends its MSIs.
         msi: Arc<dyn MsiSink>,
         /// The UART's GSI.
         uart_line: Arc<dyn IrqLine>,
     },
+}
+
+/// A port that ignores its accesses.
+struct Sink;
+
+impl BusDevice for Sink {
+    fn read(&mut self, _offset: u64, _data: &mut [u8]) {}
+    fn write(&mut self, _offset: u64, _data: &[u8]) {}
 }
 
 /// All devices of one VM.
@@ -167,14 +181,31 @@ impl Devices {
         exit: Arc<dyn ExitSink>,
         irqs: IrqWiring,
         dma: Arc<dyn DmaWriter>,
+        tracer: Option<Arc<Tracer>>,
     ) -> Result<Devices, DeviceError> {
+        // With tracing, every line a device drives records its rising edges.
+        let traced = |line: Arc<dyn IrqLine>, pin: u8| -> Arc<dyn IrqLine> {
+            match &tracer {
+                Some(t) => Arc::new(TracedLine::new(
+                    line,
+                    t.clone(),
+                    TraceSource::for_pin(pin),
+                    Some(pin),
+                    false,
+                )),
+                None => line,
+            }
+        };
         let mut pio = Bus::default();
         let mut mmio = Bus::default();
         let (msi, ioapic, uart_line): (Arc<dyn MsiSink>, _, Arc<dyn IrqLine>) = match irqs {
-            IrqWiring::Split(msi) => {
-                let ioapic = Arc::new(Mutex::new(IoApic::new(msi.clone())));
+            IrqWiring::Split { ioapic: sink, msi } => {
+                let ioapic = Arc::new(Mutex::new(IoApic::new(sink)));
                 mmio.insert("IO-APIC", IOAPIC_BASE, ioapic::WINDOW, ioapic.clone())?;
-                let line = Arc::new(IoApicPin::new(ioapic.clone(), ports::COM1_GSI));
+                let line = traced(
+                    Arc::new(IoApicPin::new(ioapic.clone(), ports::COM1_GSI)),
+                    ports::COM1_GSI,
+                );
                 (msi, Some(ioapic), line)
             }
             IrqWiring::Kernel { msi, uart_line } => (msi, None, uart_line),
@@ -190,6 +221,14 @@ impl Devices {
         )?;
         let bench = Arc::new(Mutex::new(BenchPort::default()));
         pio.insert("bench", ports::BENCH.into(), 1, bench.clone())?;
+        // The trace doorbell: the vCPU loop samples KVM statistics there; the bus only has
+        // to claim the port.
+        pio.insert(
+            "trace doorbell",
+            irqlab_abi::trace::DOORBELL_PORT.into(),
+            4,
+            Arc::new(Mutex::new(Sink)),
+        )?;
         let exits = Arc::new(ExitCounters::default());
         let marks = Arc::new(Mutex::new(Vec::new()));
         pio.insert(
@@ -205,7 +244,10 @@ impl Devices {
                 let pit = Arc::new(Mutex::new(Pit::new(
                     Box::new(HostClock::new()),
                     Box::new(HostPitTimer(timer.clone())),
-                    Arc::new(IoApicPin::new(ioapic.clone(), ports::PIT_GSI)),
+                    traced(
+                        Arc::new(IoApicPin::new(ioapic.clone(), ports::PIT_GSI)),
+                        ports::PIT_GSI,
+                    ),
                 )));
                 pio.insert("PIT", ports::PIT_BASE.into(), pit::WINDOW, pit.clone())?;
                 Some((pit, timer))

@@ -12,6 +12,7 @@ pub mod console;
 pub mod device_manager;
 pub mod host;
 pub mod interrupts;
+pub mod kvm_stats;
 pub mod loader;
 pub mod machine;
 pub mod memory;
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod pit_timer;
 pub mod stats;
 pub mod stdin;
+pub mod trace;
 pub mod vcpu;
 pub mod vm;
 

@@ -15,6 +15,8 @@ use crate::loader::{elf, KernelImage};
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
 use crate::stats::{ExitCounts, Mark};
+use crate::trace::ring::RingReader;
+use crate::trace::{Source as TraceSource, TraceDrain, TraceMode, TracedLine, TracedSink, Tracer};
 use crate::vcpu::{StopControl, Vcpu};
 use crate::{host, memory, vm};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
@@ -46,6 +48,15 @@ pub enum SetupError {
     /// Device setup (exit code 70).
     #[error(transparent)]
     Devices(#[from] DeviceError),
+    /// Trace output directory (exit code 65: it is a config value).
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceIoError),
+    /// The trace ring does not fit in guest memory.
+    #[error("trace ring does not fit in {} MiB of guest memory next to the kernel; raise mem_mib or lower trace.ring_records", mem_size >> 20)]
+    TraceTooBig {
+        /// Guest memory.
+        mem_size: u64,
+    },
     /// Serial log file (exit code 65: it is a config value).
     #[error("{}: cannot create serial log: {source}", path.display())]
     SerialLog {
@@ -73,7 +84,9 @@ impl SetupError {
         match self {
             SetupError::Kernel(_) => code::KERNEL,
             SetupError::Vm(_) | SetupError::Memory(_) => code::HOST,
-            SetupError::SerialLog { .. } => code::CONFIG,
+            SetupError::SerialLog { .. }
+            | SetupError::Trace(_)
+            | SetupError::TraceTooBig { .. } => code::CONFIG,
             SetupError::Boot(_) | SetupError::Devices(_) | SetupError::Os { .. } => code::INTERNAL,
         }
     }
@@ -115,7 +128,14 @@ pub struct RunReport {
     pub pit: Option<TickStats>,
     /// IO-APIC counters of every pin that saw traffic (split irqchip).
     pub ioapic: Vec<(usize, PinStats)>,
+    /// The trace summary (with tracing on).
+    pub trace: Option<crate::trace::output::Summary>,
+    /// Why the trace could not be written, if it could not.
+    pub trace_error: Option<String>,
 }
+
+/// How traces name the MSI source device.
+const MSI_SOURCE_NAME: &str = "msi:source0";
 
 /// State shared by the event loop and the vCPU threads.
 struct Shared {
@@ -268,9 +288,23 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         if id == 0 {
             regs::set_long_mode(&fd, id, kernel.entry, cr3, gdt_limit)?;
         }
-        vcpus.push(Vcpu { id, fd });
+        vcpus.push(Vcpu {
+            id,
+            fd,
+            tracer: None,
+        });
     }
     let tsc_khz = vcpus[0].fd.get_tsc_khz().map(u64::from).unwrap_or(0);
+    // The trace ring sits at the top of RAM, page-aligned, announced as shared memory.
+    let trace_ring = config.trace.as_ref().map(|t| {
+        let bytes = irqlab_abi::trace::ring_bytes(t.ring_records).next_multiple_of(4096);
+        ((mem_size - bytes) & !0xfff, bytes)
+    });
+    if let Some((addr, _)) = trace_ring {
+        if addr < kernel.end.next_multiple_of(4096) + (1 << 20) {
+            return Err(SetupError::TraceTooBig { mem_size });
+        }
+    }
     boot_info::write(
         &mem,
         &boot_info::BootFacts {
@@ -281,8 +315,28 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             mem_size,
             kernel,
             cmdline: &config.cmdline,
+            trace_ring,
         },
     )?;
+    let tracer = match (&config.trace, trace_ring) {
+        (Some(t), Some((addr, _))) => {
+            let mode = match t.mode {
+                TraceMode::Ring => irqlab_abi::trace::MODE_RING,
+                TraceMode::Lockstep => irqlab_abi::trace::MODE_LOCKSTEP,
+            };
+            let ring = RingReader::setup(&mem, addr, t.ring_records, mode).map_err(|e| {
+                SetupError::Os {
+                    what: "trace ring",
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+            Some(Arc::new(Tracer::new(t.clone(), tsc_khz, ring)?))
+        }
+        _ => None,
+    };
+    for v in vcpus.iter_mut() {
+        v.tracer = tracer.clone();
+    }
 
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -302,8 +356,22 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         console = console.with_file(file);
     }
     let kvm_irqs = Arc::new(KvmInterrupts::new(vm_fd.clone()));
+    // With tracing, every injection goes through a recording sink.
+    let sink = |source: &str| -> Arc<dyn irqlab_devices::MsiSink> {
+        match &tracer {
+            Some(t) => Arc::new(TracedSink::new(
+                kvm_irqs.clone(),
+                t.clone(),
+                TraceSource(source.into()),
+            )),
+            None => kvm_irqs.clone(),
+        }
+    };
     let wiring = match config.irqchip {
-        IrqchipMode::Split => IrqWiring::Split(kvm_irqs.clone()),
+        IrqchipMode::Split => IrqWiring::Split {
+            ioapic: sink("ioapic"),
+            msi: sink(MSI_SOURCE_NAME),
+        },
         IrqchipMode::Kernel => {
             kvm_irqs
                 .route_kernel_irqchip()
@@ -311,12 +379,21 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                     ioctl: "KVM_SET_GSI_ROUTING",
                     source,
                 })?;
+            let gsi = irqlab_abi::ports::COM1_GSI;
+            let line: Arc<dyn irqlab_devices::IrqLine> =
+                Arc::new(KvmGsiLine::new(vm_fd.clone(), gsi.into()));
             IrqWiring::Kernel {
-                msi: kvm_irqs.clone(),
-                uart_line: Arc::new(KvmGsiLine::new(
-                    vm_fd.clone(),
-                    irqlab_abi::ports::COM1_GSI.into(),
-                )),
+                msi: sink(MSI_SOURCE_NAME),
+                uart_line: match &tracer {
+                    Some(t) => Arc::new(TracedLine::new(
+                        line,
+                        t.clone(),
+                        TraceSource::for_pin(gsi),
+                        Some(gsi),
+                        true,
+                    )),
+                    None => line,
+                },
             }
         }
     };
@@ -325,6 +402,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         shared.clone(),
         wiring,
         Arc::new(memory::GuestDma(mem.clone())),
+        tracer.clone(),
     )?);
     if opts.feed_stdin {
         crate::stdin::spawn_feeder(devices.uart.clone()).map_err(os("stdin thread"))?;
@@ -380,6 +458,14 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             timer: timer.clone(),
         })));
     }
+    if let Some(t) = &tracer {
+        manager.add_subscriber(Arc::new(Mutex::new(
+            TraceDrain::new(t.clone(), mem.clone()).map_err(|e| SetupError::Os {
+                what: "trace drain timer",
+                source: e,
+            })?,
+        )));
+    }
     manager.add_subscriber(Arc::new(Mutex::new(StopWatcher {
         shared: shared.clone(),
         timer,
@@ -408,6 +494,20 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         }
     }
     devices.shutdown();
+    // Whatever ended the run, the trace is completed and written.
+    let (trace, trace_error) = match &tracer {
+        Some(t) => {
+            t.ring.lock().unwrap_or_else(|p| p.into_inner()).drain(&mem);
+            match crate::trace::output::write_all(t) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (
+                    None,
+                    Some(format!("{}: writing the trace: {e}", t.dir().display())),
+                ),
+            }
+        }
+        None => (None, None),
+    };
     if let Some(old) = &old_mask {
         restore_signals(old);
     }
@@ -453,5 +553,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         marks,
         pit,
         ioapic,
+        trace,
+        trace_error,
     })
 }

@@ -6,10 +6,18 @@
 //! with [`KICK_SIGNAL`], whose no-op handler makes `KVM_RUN` return `EINTR`.
 
 use crate::device_manager::Devices;
+use crate::kvm_stats::VcpuStats;
 use crate::memory::GuestMemory;
 use crate::outcome::{CpuSnapshot, Outcome};
 use crate::stats::ExitKind;
+use crate::trace::{host_tsc, ExitRecord, Sample, TraceMode, Tracer, TscOffset};
+use irqlab_abi::trace::DOORBELL_PORT;
+use irqlab_devices::le_value;
+use kvm_bindings::{kvm_msr_entry, Msrs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
+
+/// IA32_TIME_STAMP_COUNTER.
+const MSR_IA32_TSC: u32 = 0x10;
 use std::sync::Arc;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -100,6 +108,111 @@ pub struct Vcpu {
     pub id: u8,
     /// The KVM vCPU.
     pub fd: VcpuFd,
+    /// The run's tracer, if tracing.
+    pub tracer: Option<Arc<Tracer>>,
+}
+
+/// Per-vCPU tracing state: the KVM statistics file and the baseline sample.
+struct VcpuTrace {
+    tracer: Arc<Tracer>,
+    stats: Option<VcpuStats>,
+    start: Vec<u64>,
+    lockstep: bool,
+}
+
+impl VcpuTrace {
+    /// Measures the TSC offset and takes the baseline statistics (before the first entry).
+    fn start(tracer: Arc<Tracer>, fd: &VcpuFd, vcpu: u8) -> VcpuTrace {
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_IA32_TSC,
+            ..Default::default()
+        }])
+        .ok();
+        if let Some(m) = msrs.as_mut() {
+            let before = host_tsc();
+            let ok = fd.get_msrs(m).is_ok_and(|n| n == 1);
+            let after = host_tsc();
+            if ok {
+                let guest = m.as_slice()[0].data;
+                let mid = before + (after - before) / 2;
+                tracer.tsc_offset(TscOffset {
+                    vcpu,
+                    offset: guest.wrapping_sub(mid) as i64,
+                    uncertainty: (after - before).div_ceil(2),
+                });
+            }
+        }
+        let stats = VcpuStats::open(fd).ok();
+        if let Some(s) = &stats {
+            tracer.stat_layout(s.descriptors());
+        }
+        let start = stats
+            .as_ref()
+            .and_then(|s| s.sample().ok())
+            .unwrap_or_default();
+        let lockstep = tracer.config.mode == TraceMode::Lockstep;
+        VcpuTrace {
+            tracer,
+            stats,
+            start,
+            lockstep,
+        }
+    }
+
+    /// The guest rang the doorbell for record `seq`.
+    fn doorbell(&self, vcpu: u8, seq: u32, userspace: crate::stats::ExitCounts) {
+        if !self.lockstep {
+            return;
+        }
+        if let Some(values) = self.stats.as_ref().and_then(|s| s.sample().ok()) {
+            self.tracer.sample(Sample {
+                vcpu,
+                seq,
+                tsc: host_tsc(),
+                values,
+                userspace,
+            });
+        }
+    }
+
+    /// Takes the closing statistics.
+    fn finish(self, vcpu: u8) {
+        if let Some(end) = self.stats.as_ref().and_then(|s| s.sample().ok()) {
+            self.tracer
+                .stat_totals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((vcpu, self.start, end));
+        }
+    }
+}
+
+/// The trace line of an exit (value filled for writes; reads are recorded before the VMM
+/// answers them, so their value is 0).
+fn describe(exit: &VcpuExit, vcpu: u8, tsc: u64) -> ExitRecord {
+    let (reason, addr, size, write, value) = match exit {
+        VcpuExit::IoOut(port, data) => ("pio", u64::from(*port), data.len(), true, le_value(data)),
+        VcpuExit::IoIn(port, data) => ("pio", u64::from(*port), data.len(), false, None),
+        VcpuExit::MmioWrite(addr, data) => ("mmio", *addr, data.len(), true, le_value(data)),
+        VcpuExit::MmioRead(addr, data) => ("mmio", *addr, data.len(), false, None),
+        VcpuExit::IoapicEoi(v) => ("ioapic_eoi", u64::from(*v), 0, false, None),
+        VcpuExit::Hlt => ("hlt", 0, 0, false, None),
+        VcpuExit::Intr => ("intr", 0, 0, false, None),
+        VcpuExit::IrqWindowOpen => ("irq_window", 0, 0, false, None),
+        VcpuExit::Shutdown => ("shutdown", 0, 0, false, None),
+        VcpuExit::InternalError => ("internal_error", 0, 0, false, None),
+        _ => ("other", 0, 0, false, None),
+    };
+    ExitRecord {
+        vcpu,
+        reason,
+        addr,
+        size: size as u8,
+        write,
+        value: value.unwrap_or(0),
+        tsc,
+        vmm_cycles: 0,
+    }
 }
 
 /// What a vCPU thread shares with the machine.
@@ -113,12 +226,48 @@ pub trait StopControl: Send + Sync {
 impl Vcpu {
     /// The run loop. Returns when the machine stops or this vCPU ends the run.
     pub fn run(mut self, devices: Arc<Devices>, mem: GuestMemory, ctl: Arc<dyn StopControl>) {
+        let trace = self
+            .tracer
+            .clone()
+            .map(|t| VcpuTrace::start(t, &self.fd, self.id));
+        self.run_loop(&devices, &mem, ctl.as_ref(), trace.as_ref());
+        if let Some(t) = trace {
+            t.finish(self.id);
+        }
+    }
+
+    fn run_loop(
+        &mut self,
+        devices: &Devices,
+        mem: &GuestMemory,
+        ctl: &dyn StopControl,
+        trace: Option<&VcpuTrace>,
+    ) {
+        let id = self.id;
         loop {
             if ctl.stopping() {
                 return;
             }
-            let action = match self.fd.run() {
-                Ok(exit) => handle_exit(&devices, exit),
+            let result = self.fd.run();
+            let t_exit = if trace.is_some() { host_tsc() } else { 0 };
+            let action = match result {
+                Ok(exit) => match trace {
+                    None => handle_exit(devices, exit),
+                    Some(tr) => {
+                        let mut rec = describe(&exit, id, t_exit);
+                        if let VcpuExit::IoOut(DOORBELL_PORT, data) = &exit {
+                            tr.doorbell(
+                                id,
+                                le_value(data).unwrap_or(0) as u32,
+                                devices.exits.snapshot(),
+                            );
+                        }
+                        let action = handle_exit(devices, exit);
+                        rec.vmm_cycles = host_tsc() - t_exit;
+                        tr.tracer.exit(&rec);
+                        action
+                    }
+                },
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
                     continue;
@@ -135,7 +284,7 @@ impl Vcpu {
                 ExitAction::Continue => continue,
                 ExitAction::Shutdown => Outcome::TripleFault {
                     vcpu: self.id,
-                    cpu: self.snapshot(&mem),
+                    cpu: self.snapshot(mem),
                 },
                 ExitAction::InternalError => {
                     // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
@@ -145,7 +294,7 @@ impl Vcpu {
                     Outcome::KvmInternalError {
                         vcpu: self.id,
                         suberror,
-                        cpu: self.snapshot(&mem),
+                        cpu: self.snapshot(mem),
                     }
                 }
                 ExitAction::FailEntry(reason) => Outcome::FailEntry {

@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod run;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use irqlab::outcome::code;
@@ -17,6 +18,8 @@ Examples:
   irqlab check                                report what this host supports
   irqlab bench boot                           boot time, exit-loop overhead, VMM memory
   irqlab bench irq                            PIT/MSI delivery, split vs kernel irqchip
+  irqlab run configs/timer.toml --trace out   trace every interrupt into out/
+  irqlab trace diff split/ kernel/            compare two traces per source
 
 Exit codes: guest status 0-63 (0 = all passed); 64 usage, 65 config, 66 kernel image,
 69 host, 70 internal, 71 triple fault, 72 KVM internal error, 73 guest stopped,
@@ -39,6 +42,9 @@ enum Command {
     /// Measure boot time, exit-loop overhead, memory and interrupt delivery.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Look at traces written by `irqlab run --trace DIR`.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
 }
 
 /// Parses the command line, runs it, returns the exit code.
@@ -54,5 +60,6 @@ pub fn main() -> u8 {
         Command::Run(args) => run::run(args),
         Command::Check => check::check(),
         Command::Bench(cmd) => bench::bench(cmd),
+        Command::Trace(cmd) => trace::trace(cmd),
     }
 }

@@ -31,9 +31,23 @@ pub struct RunArgs {
     /// Also write the guest console to this file.
     #[arg(long, value_name = "PATH")]
     serial_log: Option<PathBuf>,
+    /// Trace every interrupt into this directory (interrupts.jsonl, exits.jsonl,
+    /// summary.json, trace.json, latency.svg).
+    #[arg(long, value_name = "DIR")]
+    trace: Option<PathBuf>,
+    /// How exits are attributed to interrupts: ring (no extra exits) or lockstep (one
+    /// doorbell exit per interrupt, exact per-interrupt KVM statistics).
+    #[arg(long, value_enum, value_name = "MODE")]
+    trace_mode: Option<TraceModeArg>,
     /// Print the guest memory the guest touched (for `irqlab bench boot`).
     #[arg(long, hide = true)]
     report_memory: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TraceModeArg {
+    Ring,
+    Lockstep,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -59,6 +73,11 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         }),
         timeout_secs: args.timeout,
         serial_log: args.serial_log.clone(),
+        trace_dir: args.trace.clone(),
+        trace_mode: args.trace_mode.map(|m| match m {
+            TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,
+            TraceModeArg::Lockstep => irqlab::trace::TraceMode::Lockstep,
+        }),
     })?;
     Ok(cfg)
 }
@@ -86,6 +105,12 @@ pub fn run(args: RunArgs) -> u8 {
                     "irqlab: memory: guest_touched_bytes={}",
                     report.guest_resident
                 );
+            }
+            if let Some(summary) = &report.trace {
+                print!("{}", irqlab::trace::output::table(summary));
+            }
+            if let Some(e) = &report.trace_error {
+                eprintln!("irqlab: {e}");
             }
             if let Some(line) = report.outcome.explain() {
                 eprintln!("irqlab: {line}");

@@ -24,6 +24,8 @@ pub struct BootFacts<'a> {
     pub kernel: LoadedKernel,
     /// Command line.
     pub cmdline: &'a str,
+    /// The trace ring (address, bytes) carved from the top of RAM, if tracing.
+    pub trace_ring: Option<(u64, u64)>,
 }
 
 /// The memory map for `facts`.
@@ -40,8 +42,12 @@ pub fn mem_map(facts: &BootFacts) -> Vec<MemMapEntry> {
         entry(k.start, k.end - k.start, bi::MEM_KERNEL),
     ];
     let free_from = k.end.next_multiple_of(4096);
-    if free_from < facts.mem_size {
-        map.push(entry(free_from, facts.mem_size - free_from, bi::MEM_RAM));
+    let ram_end = facts.trace_ring.map_or(facts.mem_size, |(addr, _)| addr);
+    if free_from < ram_end {
+        map.push(entry(free_from, ram_end - free_from, bi::MEM_RAM));
+    }
+    if let Some((addr, size)) = facts.trace_ring {
+        map.push(entry(addr, size, bi::MEM_SHARED));
     }
     map
 }
@@ -95,6 +101,8 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
             msi_source_base: irqlab_abi::layout::MSI_SOURCE_BASE,
             ..Default::default()
         },
+        trace_ring_addr: facts.trace_ring.map_or(0, |r| r.0),
+        trace_ring_size: facts.trace_ring.map_or(0, |r| r.1),
         ..Default::default()
     };
     mem.write_obj(info, GuestAddress(BOOT_INFO))

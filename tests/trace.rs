@@ -1,0 +1,249 @@
+//! End-to-end interrupt tracing on real guests.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn traced_run(
+    name: &str,
+    irqchip: &str,
+    mode: &str,
+    cmdline: &str,
+) -> (std::path::PathBuf, String) {
+    let dir = scratch(name).join("trace");
+    let (code, out, err) = run(&[
+        "run",
+        "--irqchip",
+        irqchip,
+        "--cmdline",
+        cmdline,
+        "--trace",
+        dir.to_str().unwrap(),
+        "--trace-mode",
+        mode,
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    (dir, out)
+}
+
+/// The guest's own count from "N of M ticks".
+fn guest_ticks(out: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("PASS timer-pit: "))
+        .expect("timer result");
+    line["PASS timer-pit: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn lockstep_records_match_the_guest_and_the_device_and_add_up() {
+    if !kvm_or_skip("trace lockstep") {
+        return;
+    }
+    let (dir, out) = traced_run(
+        "lockstep",
+        "split",
+        "lockstep",
+        "run=timer timer=pit hz=1000 ticks=200",
+    );
+    let irqs = jsonl(&dir.join("interrupts.jsonl"));
+    let summary = json(&dir.join("summary.json"));
+    let pit: Vec<&Value> = irqs.iter().filter(|i| i["source"] == "pit").collect();
+    // As many PIT records as the guest's handler counted ...
+    assert_eq!(pit.len() as u64, guest_ticks(&out));
+    // ... and every tick the PIT raised was either handled or merged into a handled one.
+    let s = &summary["sources"]["pit"];
+    assert_eq!(
+        s["count"].as_u64().unwrap() + s["merged"].as_u64().unwrap(),
+        s["injected"].as_u64().unwrap()
+    );
+    // Per-interrupt KVM deltas + one doorbell exit each + the tail after the last doorbell
+    // = the run's totals.
+    let total = summary["kvm_totals"]["exits"].as_i64().unwrap();
+    let attributed = summary["kvm_attributed"]["exits"].as_i64().unwrap();
+    let doorbells = summary["doorbell_exits"].as_i64().unwrap();
+    let tail = summary["kvm_after_last_doorbell"]["exits"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(total, attributed + doorbells + tail, "{summary}");
+    assert_eq!(doorbells as usize, irqs.len(), "one doorbell per record");
+    // Split irqchip, edge-triggered, LAPIC in KVM: a PIT tick costs no userspace exit. In
+    // steady state (after the first record, which also carries the guest's set-up) the only
+    // userspace exit between two doorbells is the guest's own window-start mark (port 0xf9),
+    // written once after the first tick.
+    let user = |i: &Value| -> i64 {
+        [
+            "userspace_pio",
+            "userspace_mmio",
+            "userspace_ioapic_eoi",
+            "userspace_other",
+        ]
+        .iter()
+        .map(|k| i["exits"][k].as_i64().unwrap_or(0))
+        .sum()
+    };
+    let steady: i64 = irqs.iter().skip(1).map(user).sum();
+    assert_eq!(steady, 1, "userspace exits attributed in steady state");
+    // Timestamps: raise <= inject <= entry <= eoi for (nearly) every record, seq increasing.
+    assert!(
+        summary["order_ok_ratio"].as_f64().unwrap() >= 0.999,
+        "{summary}"
+    );
+    for i in &pit {
+        let (r, j, e, o) = (
+            i["raise_us"].as_f64().unwrap(),
+            i["inject_us"].as_f64().unwrap(),
+            i["entry_us"].as_f64().unwrap(),
+            i["eoi_us"].as_f64().unwrap(),
+        );
+        assert!(r <= j && e <= o, "{i}");
+    }
+    let seqs: Vec<u64> = irqs.iter().map(|i| i["seq"].as_u64().unwrap()).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seqs.len(), "sequence numbers are unique");
+    // The Chrome trace parses and has one handler slice per record.
+    let chrome = json(&dir.join("trace.json"));
+    let slices = chrome["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    assert_eq!(slices, irqs.len());
+    // Every exit line parses and names a reason.
+    assert!(jsonl(&dir.join("exits.jsonl"))
+        .iter()
+        .all(|e| e["reason"].is_string()));
+    assert!(std::fs::read_to_string(dir.join("latency.svg"))
+        .unwrap()
+        .contains("<svg"));
+}
+
+#[test]
+fn ring_mode_adds_no_exits_and_msis_are_attributed() {
+    if !kvm_or_skip("trace ring") {
+        return;
+    }
+    let (dir, _) = traced_run("ring", "kernel", "ring", "run=msi count=300 rate=1000");
+    let summary = json(&dir.join("summary.json"));
+    assert_eq!(summary["doorbell_exits"], 0);
+    let msi = &summary["sources"]["msi:source0"];
+    assert_eq!(msi["injected"], 300, "{summary}");
+    assert_eq!(
+        msi["count"].as_u64().unwrap() + msi["merged"].as_u64().unwrap(),
+        300
+    );
+    let irqs = jsonl(&dir.join("interrupts.jsonl"));
+    assert!(irqs
+        .iter()
+        .filter(|i| i["source"] == "msi:source0")
+        .all(|i| i["latency_us"].as_f64().unwrap() >= 0.0));
+}
+
+#[test]
+fn uart_and_summarize_and_diff() {
+    if !kvm_or_skip("trace cli") {
+        return;
+    }
+    let (a, _) = traced_run(
+        "diff-a",
+        "split",
+        "ring",
+        "run=timer timer=pit hz=500 ticks=50",
+    );
+    let (b, _) = traced_run(
+        "diff-b",
+        "kernel",
+        "ring",
+        "run=timer timer=pit hz=500 ticks=50",
+    );
+    let (code, out, err) = run(&["trace", "summarize", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("pit ")), "{out}");
+    let (code, out, err) = run(&["trace", "diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // Split: the PIT is irqlab's; kernel: KVM's PIT, seen only by the guest.
+    assert!(
+        out.contains("pit ") && out.contains("in-kernel:0x30"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["trace", "summarize", "/nonexistent/irqlab-trace"]);
+    assert_eq!(code, 65);
+    assert!(
+        err.starts_with("irqlab: ") && err.contains("summary.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn trace_is_complete_after_sigint() {
+    if !kvm_or_skip("trace sigint") {
+        return;
+    }
+    let dir = scratch("sigint").join("trace");
+    let child = irqlab()
+        .args([
+            "run",
+            "--cmdline",
+            "run=timer timer=pit hz=1000 ticks=1000000",
+            "--trace",
+            dir.to_str().unwrap(),
+            "--timeout",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let irqs = jsonl(&dir.join("interrupts.jsonl"));
+    assert!(irqs.len() > 100, "{} records", irqs.len());
+    jsonl(&dir.join("exits.jsonl"));
+    json(&dir.join("summary.json"));
+    json(&dir.join("trace.json"));
+}
+
+#[test]
+fn bad_trace_settings_are_config_errors() {
+    if !kvm_or_skip("trace config") {
+        return;
+    }
+    let dir = scratch("badtrace");
+    let cfg = dir.join("t.toml");
+    std::fs::write(&cfg, "[trace]\ndir = \"x\"\nring_records = 3\n").unwrap();
+    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("t.toml:3:") && err.contains("ring_records"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["run", "--trace-mode", "lockstep"]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("--trace-mode"), "{err}");
+}
