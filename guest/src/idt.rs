@@ -93,6 +93,16 @@ unsafe extern "C" fn common() {
         "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
         "cld",
         "mov rbp, rsp",
+        // With tracing on, the handler-entry timestamp is taken here, a few instructions
+        // after the CPU accepted the interrupt, rather than in Rust code much later.
+        "xor esi, esi",
+        "cmp byte ptr [rip + {trace_on}], 0",
+        "je 5f",
+        "rdtsc",
+        "shl rdx, 32",
+        "or rax, rdx",
+        "mov rsi, rax",
+        "5:",
         // #NM raised because CR0.TS is set would raise #NM again at fxsave: clear TS first.
         "cmp qword ptr [rbp + 120], 7",
         "jne 4f",
@@ -111,14 +121,16 @@ unsafe extern "C" fn common() {
         "add rsp, 16",
         "iretq",
         dispatch = sym dispatch,
+        trace_on = sym crate::trace::STUB_TIMESTAMPS,
     )
 }
 
-extern "C" fn dispatch(frame: &mut Frame) {
+/// `tsc_entry`: the TSC the entry path read when tracing is on (0 otherwise).
+extern "C" fn dispatch(frame: &mut Frame, tsc_entry: u64) {
     if frame.vector < 32 {
         crate::exceptions::handle(frame);
     } else {
-        crate::interrupts::handle(frame);
+        crate::interrupts::handle(frame, tsc_entry);
     }
 }
 

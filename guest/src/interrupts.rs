@@ -46,8 +46,8 @@ pub fn count(cpu: usize, vector: u8) -> u64 {
         .map_or(0, |c| c[usize::from(vector)].load(Ordering::Relaxed))
 }
 
-/// Handles vector 32–255.
-pub fn handle(frame: &mut Frame) {
+/// Handles vector 32–255; `stub_tsc` is the entry timestamp the entry path took (tracing).
+pub fn handle(frame: &mut Frame, stub_tsc: u64) {
     let vector = frame.vector as u8;
     if vector == crate::syscall::INT80_VECTOR {
         crate::syscall::int80(frame);
@@ -57,7 +57,11 @@ pub fn handle(frame: &mut Frame) {
         return; // spurious interrupts take no EOI (SDM §11.9)
     }
     let tracing = crate::trace::enabled();
-    let tsc_entry = if tracing { crate::cpu::rdtsc() } else { 0 };
+    let tsc_entry = match (tracing, stub_tsc) {
+        (false, _) => 0,
+        (true, 0) => crate::cpu::rdtsc(),
+        (true, t) => t,
+    };
     let cpu = crate::percpu::cpu_index();
     if let Some(c) = COUNTS.get(cpu) {
         c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);

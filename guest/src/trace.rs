@@ -2,10 +2,12 @@
 //! announced in the boot info (`irqlab_abi::trace`), and in lockstep mode a doorbell write
 //! after each EOI.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use irqlab_abi::trace::{self as abi, Record, RingHeader};
 
 static BASE: AtomicU64 = AtomicU64::new(0);
+/// Non-zero while tracing: the IDT entry path then reads the TSC first thing.
+pub static STUB_TIMESTAMPS: AtomicU8 = AtomicU8::new(0);
 static CAPACITY: AtomicU64 = AtomicU64::new(0);
 static MODE: AtomicU32 = AtomicU32::new(abi::MODE_OFF);
 
@@ -28,6 +30,7 @@ pub fn init(ring_addr: u64, ring_size: u64) {
     BASE.store(ring_addr, Ordering::Relaxed);
     CAPACITY.store(h.capacity.into(), Ordering::Relaxed);
     MODE.store(h.mode, Ordering::Release);
+    STUB_TIMESTAMPS.store(u8::from(h.mode != abi::MODE_OFF), Ordering::Release);
 }
 
 /// Whether interrupts are being recorded.

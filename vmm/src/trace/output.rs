@@ -2,12 +2,13 @@
 //! `trace.json` (Chrome Trace Event format) and `latency.svg`, plus the table on stdout.
 //!
 //! Matching: guest records are put on the host timeline (guest TSC − offset) and taken in
-//! entry order. A record of vector `v` is matched to the oldest not yet matched injection of
+//! entry order. A record of vector `v` is matched to the latest not yet matched injection of
 //! `v` whose `KVM_SIGNAL_MSI`/`KVM_IRQ_LINE` call began before the handler entry (allowing the
-//! offset's uncertainty). Injections no record took merged into an interrupt that was still
-//! pending in IRR; each is counted as `merged` on the latest earlier matched injection of its
-//! source. An injection is paired with the latest raise of the same source (and pin) before
-//! it.
+//! offset's uncertainty); older unmatched ones arrived while the vector was still pending in
+//! IRR and are counted as `merged` into it. The guest takes the entry timestamp in the IDT
+//! entry path, a few instructions after the CPU accepted the interrupt, so an injection that
+//! lands between acceptance and that timestamp (and would be misattributed) is rare. An
+//! injection is paired with the latest raise of the same source (and pin) before it.
 
 use super::{Collected, HostEvent, Source, TraceMode, Tracer};
 use irqlab_abi::trace::{Record, KIND_IPI, KIND_LAPIC_TIMER};
@@ -73,6 +74,8 @@ pub struct SourceSummary {
     pub injected: u64,
     /// Injections merged into another interrupt.
     pub merged: u64,
+    /// Injections no handler took (pending when the guest stopped, or lost).
+    pub unhandled: u64,
     /// Latency percentiles (µs).
     pub latency_p50_us: f64,
     /// p90.
@@ -289,24 +292,49 @@ fn correlate(
     let mut violations = 0u64;
     let mut line_vectors: HashMap<Source, u8> = HashMap::new();
     for (entry, eoi, r) in &recs {
-        // The oldest injection of this vector not yet taken by an earlier handler entry.
-        let mut matched: Option<usize> = None;
-        for (k, i) in inj.iter_mut().enumerate() {
-            if i.matched || i.call > entry + slack {
-                continue;
+        // Of the injections of this vector no earlier handler took and that began before
+        // this entry, the latest is the one delivered; the older ones arrived while the
+        // vector was still pending in IRR and merged into it.
+        // Injections that began strictly before the entry first; only if there is none, one
+        // within the TSC offset's uncertainty after it.
+        let vector_ok = |i: &Injection, lv: &mut HashMap<Source, u8>| match i.vector {
+            Some(v) => v == r.vector,
+            None => {
+                !claimed.contains(&r.vector)
+                    && *lv.entry(i.source.clone()).or_insert(r.vector) == r.vector
             }
-            let vector_ok = match i.vector {
-                Some(v) => v == r.vector,
-                None => {
-                    !claimed.contains(&r.vector)
-                        && *line_vectors.entry(i.source.clone()).or_insert(r.vector) == r.vector
+        };
+        let mut cands: Vec<usize> = Vec::new();
+        for limit in [*entry, entry + slack] {
+            for (k, i) in inj.iter().enumerate() {
+                if !i.matched && i.call <= limit && vector_ok(i, &mut line_vectors) {
+                    cands.push(k);
                 }
-            };
-            if vector_ok {
-                i.matched = true;
-                matched = Some(k);
+            }
+            if !cands.is_empty() {
                 break;
             }
+        }
+        // The latest candidate is the one delivered, unless it arrived after the CPU had
+        // already accepted this interrupt (between acceptance and the entry timestamp): then
+        // it belongs to the next interrupt of this vector, which would otherwise have none.
+        let next_entry = next_entry_of(&recs, r.seq, r.vector);
+        let mut pick = cands.len().checked_sub(1);
+        if cands.len() >= 2 {
+            let next_has_own = inj.iter().any(|i| {
+                !i.matched
+                    && i.call > *entry
+                    && next_entry.is_some_and(|n| i.call <= n)
+                    && i.vector.is_none_or(|v| v == r.vector)
+            });
+            if !next_has_own && next_entry.is_some() {
+                pick = Some(cands.len() - 2);
+            }
+        }
+        let matched = pick.map(|p| cands[p]);
+        let merged = pick.map_or(0, |p| p as u32);
+        for &k in cands.iter().take(pick.map_or(0, |p| p + 1)) {
+            inj[k].matched = true;
         }
         let (source, pin, raise, call, ret) = match matched.map(|k| &inj[k]) {
             Some(i) => (
@@ -349,29 +377,9 @@ fn correlate(
             entry_us: us(*entry),
             eoi_us: us(*eoi),
             latency_us: start.map(|s| (*entry as f64 - s as f64) * 1000.0 / tsc_khz as f64),
-            merged: 0,
+            merged,
             exits: deltas.get(&(r.seq as u32)).cloned().unwrap_or_default(),
         });
-    }
-
-    // Injections no handler entry took merged into an interrupt already pending: charge each
-    // to the latest earlier injection of its source that did reach a handler.
-    let mut by_src_time: HashMap<String, Vec<(f64, usize)>> = HashMap::new();
-    for (n, i) in interrupts.iter().enumerate() {
-        if let Some(t) = i.inject_us {
-            by_src_time
-                .entry(i.source.clone())
-                .or_default()
-                .push((t, n));
-        }
-    }
-    for i in inj.iter().filter(|i| !i.matched) {
-        let t = us(i.call);
-        if let Some(list) = by_src_time.get(&i.source.0) {
-            if let Some(&(_, n)) = list.iter().rev().find(|(call, _)| *call <= t) {
-                interrupts[n].merged += 1;
-            }
-        }
     }
 
     // Run totals.
@@ -440,7 +448,8 @@ fn correlate(
             SourceSummary {
                 count: list.len() as u64,
                 injected: inj.iter().filter(|i| &i.source.0 == name).count() as u64,
-                merged: inj
+                merged: list.iter().map(|i| u64::from(i.merged)).sum(),
+                unhandled: inj
                     .iter()
                     .filter(|i| &i.source.0 == name && !i.matched)
                     .count() as u64,
@@ -492,6 +501,15 @@ fn correlate(
         .map(|i| (i.source.clone(), i.raise.unwrap_or(i.call), i.call))
         .collect();
     (interrupts, summary, inj_points)
+}
+
+/// Entry (host TSC) of the next record of `vector` after record `seq`.
+fn next_entry_of(recs: &[(u64, u64, Record)], seq: u64, vector: u8) -> Option<u64> {
+    let pos = recs.iter().position(|(_, _, r)| r.seq == seq)?;
+    recs[pos + 1..]
+        .iter()
+        .find(|(_, _, r)| r.vector == vector)
+        .map(|(e, _, _)| *e)
 }
 
 fn write_chrome(
