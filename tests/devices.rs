@@ -222,3 +222,58 @@ fn affinity_needs_two_vcpus_and_says_so() {
         "{out}"
     );
 }
+
+#[test]
+fn posted_notifications_coalesce_and_no_event_is_lost() {
+    if !kvm_or_skip("posted") {
+        return;
+    }
+    // Direct: one MSI per event.
+    let out = guest("split", "run=posted mode=direct count=2000 rate=5000");
+    let d = passed(&out, "posted-direct");
+    assert!(d.starts_with("2000 of 2000 events processed"), "{d}");
+    assert!(d.contains("2000 MSIs sent"), "{d}");
+    // Posted, as fast as possible: far fewer notifications than events, all processed.
+    let out = guest("split", "run=posted mode=posted count=5000 rate=0");
+    let d = passed(&out, "posted-notify");
+    assert!(d.starts_with("5000 of 5000 events processed"), "{d}");
+    let msis: u64 = d
+        .split("; ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        msis >= 1 && msis <= 500,
+        "{msis} notifications for 5000 events: {d}"
+    );
+    // Poll mode: SN set, no notifications at all.
+    let out = guest(
+        "kernel",
+        "run=posted mode=posted poll=1 count=2000 rate=10000",
+    );
+    let d = passed(&out, "posted-poll");
+    assert!(
+        d.contains("0 MSIs sent") && d.contains("2000 suppressed"),
+        "{d}"
+    );
+    // The shipped config, and a second vCPU as the target.
+    let cfg = root().join("configs/posted.toml");
+    let (code, out, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    passed(&out, "posted-notify");
+    let (code, out, err) = run(&[
+        "run",
+        "--vcpus",
+        "2",
+        "--cmdline",
+        "run=posted cpu=1 count=2000 rate=20000",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(passed(&out, "posted-notify").contains("on CPU 1"));
+}

@@ -15,6 +15,7 @@ pub mod boot_info;
 pub mod layout;
 pub mod msi_source;
 pub mod ports;
+pub mod posted;
 pub mod status;
 pub mod syscall;
 pub mod trace;

@@ -21,6 +21,15 @@
 //! | 0x2c   | LATE       | RO     | sent more than one period behind schedule |
 //! | 0x30   | WB_ADDR_LO | RW     | event-counter write-back address bits 31:0 |
 //! | 0x34   | WB_ADDR_HI | RW     | event-counter write-back address bits 63:32 |
+//! | 0x38   | MODE       | RW     | [`MODE_DIRECT`] (one MSI per event) or [`MODE_POSTED`] |
+//! | 0x3c   | PID_LO     | RW     | posted mode: guest-physical address of the target vCPU's posted-interrupt descriptor, bits 31:0 |
+//! | 0x40   | PID_HI     | RW     | bits 63:32 |
+//! | 0x44   | NOTIFIED   | RO     | posted mode: notifications sent (ON went 0 → 1) |
+//! | 0x48   | SUPPRESSED | RO     | posted mode: events posted while SN was set |
+//!
+//! Posted mode (`docs/posted-interrupts.md`): for each event the device writes its counter
+//! back, sets the PIR bit of DATA's vector in the descriptor, and sends one notification (NV to
+//! NDST from the descriptor) only when ON goes from 0 to 1 and SN is clear.
 //!
 //! Event counter write-back: when WB_ADDR is non-zero and 4-byte aligned, the device writes
 //! the number of events raised so far (a little-endian u32, 1 for the first) to that
@@ -66,6 +75,20 @@ pub const LATE: u64 = 0x2c;
 pub const WB_ADDR_LO: u64 = 0x30;
 /// Write-back address, high half.
 pub const WB_ADDR_HI: u64 = 0x34;
+/// Delivery mode.
+pub const MODE: u64 = 0x38;
+/// Posted-interrupt descriptor address, low half.
+pub const PID_LO: u64 = 0x3c;
+/// Posted-interrupt descriptor address, high half.
+pub const PID_HI: u64 = 0x40;
+/// Notifications sent (posted mode).
+pub const NOTIFIED: u64 = 0x44;
+/// Events posted with SN set (posted mode).
+pub const SUPPRESSED: u64 = 0x48;
+/// MODE: one MSI per event.
+pub const MODE_DIRECT: u32 = 0;
+/// MODE: post into the descriptor, notify on ON's 0 → 1 edge.
+pub const MODE_POSTED: u32 = 1;
 /// CONTROL write: start a run with the programmed registers.
 pub const CTRL_START: u32 = 1;
 /// CONTROL write: stop the current run.

@@ -12,6 +12,7 @@ pub mod debug_exit;
 pub mod ioapic;
 pub mod msi_source;
 pub mod pit;
+pub mod posted;
 pub mod uart;
 
 /// A device on the port-I/O or MMIO bus.

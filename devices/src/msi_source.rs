@@ -29,6 +29,7 @@
 //! assert_eq!(u32::from_le_bytes(sent), 10);
 //! ```
 
+use crate::posted::{post, DescriptorMemory, PostOutcome};
 use crate::{le_value, BusDevice, MsiMessage, MsiOutcome, MsiSink};
 use irqlab_abi::msi_source as reg;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -49,14 +50,22 @@ pub struct RunCounters {
     pub failed: AtomicU32,
     /// Sent more than one period late.
     pub late: AtomicU32,
+    /// Posted mode: notifications sent.
+    pub notified: AtomicU32,
+    /// Posted mode: events posted while SN was set.
+    pub suppressed: AtomicU32,
     busy: AtomicBool,
     stop: AtomicBool,
 }
 
-/// Device writes into guest memory (the VMM implements it on its guest memory).
+/// Device access to guest memory (the VMM implements it on its guest memory).
 pub trait DmaWriter: Send + Sync {
     /// Writes `value` little-endian at guest-physical `gpa`; false if no RAM is there.
     fn write_u32(&self, gpa: u64, value: u32) -> bool;
+    /// The posted-interrupt descriptor at `gpa` (64-byte aligned, in RAM), as atomics.
+    fn descriptor(&self, _gpa: u64) -> Option<Arc<dyn DescriptorMemory>> {
+        None
+    }
 }
 
 /// Observes each message the worker sends (the tracer hooks in here).
@@ -72,6 +81,8 @@ pub struct MsiSource {
     count: u32,
     rate_hz: u32,
     write_back: u64,
+    mode: u32,
+    pid: u64,
     counters: Arc<RunCounters>,
     worker: Option<JoinHandle<()>>,
     sink: Arc<dyn MsiSink>,
@@ -89,6 +100,8 @@ impl MsiSource {
             count: 0,
             rate_hz: 0,
             write_back: 0,
+            mode: reg::MODE_DIRECT,
+            pid: 0,
             counters: Arc::new(RunCounters::default()),
             worker: None,
             sink,
@@ -160,6 +173,19 @@ impl MsiSource {
                 .clone()
                 .filter(|_| self.write_back != 0 && self.write_back.is_multiple_of(4))
                 .map(|dma| (dma, self.write_back)),
+            posted: if self.mode == reg::MODE_POSTED {
+                match self.dma.as_ref().and_then(|d| d.descriptor(self.pid)) {
+                    Some(desc) => Some(desc),
+                    None => {
+                        // No descriptor there: the run fails every event, visibly.
+                        counters.failed.store(self.count, Ordering::Release);
+                        counters.busy.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            } else {
+                None
+            },
             observer: self.observer.clone(),
             counters,
         };
@@ -183,6 +209,11 @@ impl MsiSource {
             reg::RATE_HZ => self.rate_hz,
             reg::WB_ADDR_LO => self.write_back as u32,
             reg::WB_ADDR_HI => (self.write_back >> 32) as u32,
+            reg::MODE => self.mode,
+            reg::PID_LO => self.pid as u32,
+            reg::PID_HI => (self.pid >> 32) as u32,
+            reg::NOTIFIED => c.notified.load(Ordering::Acquire),
+            reg::SUPPRESSED => c.suppressed.load(Ordering::Acquire),
             reg::CONTROL => u32::from(self.busy()) * reg::STATUS_BUSY,
             reg::SENT => c.sent.load(Ordering::Acquire),
             reg::DELIVERED => c.delivered.load(Ordering::Acquire),
@@ -224,6 +255,9 @@ impl BusDevice for MsiSource {
                 | reg::RATE_HZ
                 | reg::WB_ADDR_LO
                 | reg::WB_ADDR_HI
+                | reg::MODE
+                | reg::PID_LO
+                | reg::PID_HI
         );
         if config && self.busy() {
             self.ignored_writes += 1;
@@ -241,6 +275,9 @@ impl BusDevice for MsiSource {
             reg::WB_ADDR_HI => {
                 self.write_back = (self.write_back & 0xffff_ffff) | (u64::from(v) << 32);
             }
+            reg::MODE if v == reg::MODE_DIRECT || v == reg::MODE_POSTED => self.mode = v,
+            reg::PID_LO => self.pid = (self.pid & !0xffff_ffff) | u64::from(v),
+            reg::PID_HI => self.pid = (self.pid & 0xffff_ffff) | (u64::from(v) << 32),
             reg::CONTROL if v == reg::CTRL_START => self.start(),
             reg::CONTROL if v == reg::CTRL_STOP => {
                 self.counters.stop.store(true, Ordering::Release)
@@ -256,6 +293,7 @@ struct Job {
     period: Option<Duration>,
     sink: Arc<dyn MsiSink>,
     write_back: Option<(Arc<dyn DmaWriter>, u64)>,
+    posted: Option<Arc<dyn DescriptorMemory>>,
     observer: Option<Arc<dyn MsiObserver>>,
     counters: Arc<RunCounters>,
 }
@@ -283,6 +321,20 @@ impl Job {
                 }
             }
             let sent = Instant::now();
+            if let Some(desc) = &self.posted {
+                // Coalesced posts are `sent - notified - suppressed - failed`.
+                let counter = match post(desc.as_ref(), self.msg.data as u8, self.sink.as_ref()) {
+                    PostOutcome::Notified => Some(&c.notified),
+                    PostOutcome::Coalesced => None,
+                    PostOutcome::Suppressed => Some(&c.suppressed),
+                    PostOutcome::Failed(_) => Some(&c.failed),
+                };
+                if let Some(counter) = counter {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                c.sent.fetch_add(1, Ordering::Release);
+                continue;
+            }
             let outcome = self.sink.send(self.msg);
             match outcome {
                 MsiOutcome::Delivered => &c.delivered,
@@ -436,6 +488,44 @@ mod tests {
         w(&mut dev, reg::CONTROL, reg::CTRL_START);
         dev.wait_idle();
         assert_eq!(ram.0.lock().unwrap().len(), 6);
+    }
+
+    struct PostedRam(Arc<crate::posted::Descriptor>);
+    impl DmaWriter for PostedRam {
+        fn write_u32(&self, _gpa: u64, _value: u32) -> bool {
+            true
+        }
+        fn descriptor(&self, gpa: u64) -> Option<Arc<dyn DescriptorMemory>> {
+            (gpa == 0x1000).then(|| self.0.clone() as Arc<dyn DescriptorMemory>)
+        }
+    }
+
+    #[test]
+    fn posted_mode_sets_pir_and_notifies_once_per_on_edge() {
+        use irqlab_abi::posted as pd;
+        let desc = Arc::new(crate::posted::Descriptor::new());
+        desc.words()[pd::CONTROL_WORD].store(pd::control(0xeb, 0), Ordering::SeqCst);
+        let sink = Arc::new(Sink::default());
+        let mut dev = MsiSource::new(sink.clone()).with_dma(Arc::new(PostedRam(desc.clone())));
+        w(&mut dev, reg::DATA, 0x41);
+        w(&mut dev, reg::COUNT, 50);
+        w(&mut dev, reg::MODE, reg::MODE_POSTED);
+        w(&mut dev, reg::PID_LO, 0x1000);
+        w(&mut dev, reg::CONTROL, reg::CTRL_START);
+        dev.wait_idle();
+        // Nobody consumed: ON stays set after the first post, so exactly one notification.
+        assert_eq!(r(&mut dev, reg::SENT), 50);
+        assert_eq!(r(&mut dev, reg::NOTIFIED), 1);
+        let sent = sink.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0.data, 0xeb);
+        assert_ne!(desc.words()[1].load(Ordering::SeqCst) & (1 << 1), 0);
+        drop(sent);
+        // A descriptor address with no RAM fails the whole run, visibly.
+        w(&mut dev, reg::PID_LO, 0x2000);
+        w(&mut dev, reg::CONTROL, reg::CTRL_START);
+        dev.wait_idle();
+        assert_eq!(r(&mut dev, reg::FAILED), 50);
     }
 
     #[test]

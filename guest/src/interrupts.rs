@@ -92,6 +92,23 @@ pub fn handle(frame: &mut Frame, stub_tsc: u64) {
     }
 }
 
+/// Runs the handler of a vector harvested from a posted-interrupt descriptor (no EOI: the
+/// notification takes the only one). Counted like a delivered vector.
+pub fn dispatch_posted(vector: u8, frame: &mut Frame) {
+    let cpu = crate::percpu::cpu_index();
+    if let Some(c) = COUNTS.get(cpu) {
+        c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
+    }
+    let h = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
+    if h != 0 {
+        // SAFETY: only `register` stores non-zero values, and it stores `Handler`s.
+        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
+        handler(frame);
+    } else {
+        UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Prints the non-zero counts of `vectors` per CPU, like `/proc/interrupts`.
 pub fn print_table(cpus: usize, vectors: &[(u8, &str)]) {
     use crate::fmt::Dec;

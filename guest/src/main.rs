@@ -25,6 +25,7 @@ mod percpu;
 mod pic;
 mod pit;
 mod port;
+mod posted;
 mod report;
 mod rt;
 mod selftest;
@@ -123,6 +124,7 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     percpu::init(SYSCALL_STACK.top());
     syscall::init();
     trace::init(boot.info.trace_ring_addr, boot.info.trace_ring_size);
+    posted::init(boot.info.posted_desc_addr, boot.info.posted_desc_stride);
     // CR0.AM: alignment checking for ring-3 code that sets RFLAGS.AC.
     // SAFETY: only enables #AC for ring 3 with AC set.
     unsafe { core::arch::asm!("mov {t}, cr0", "or {t}, 0x40000", "mov cr0, {t}", t = out(reg) _) };
@@ -139,7 +141,7 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     if boot.cmdline.lists("run", "cost") {
         cost::run(&boot);
     }
-    if ["timer", "msi", "echo", "affinity"]
+    if ["timer", "msi", "echo", "affinity", "posted"]
         .iter()
         .any(|r| boot.cmdline.lists("run", r))
     {
@@ -156,6 +158,9 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     }
     if boot.cmdline.lists("run", "affinity") {
         experiments::affinity::run(&boot);
+    }
+    if boot.cmdline.lists("run", "posted") {
+        experiments::posted::run(&boot);
     }
     let st = report::summary();
     exit::exit(st)

@@ -18,6 +18,8 @@ pub struct Counters {
     pub failed: u32,
     /// Sent more than a period late.
     pub late: u32,
+    /// Posted mode: events posted while SN was set.
+    pub suppressed: u32,
 }
 
 impl MsiSource {
@@ -63,6 +65,25 @@ impl MsiSource {
         self.write(reg::CONTROL, reg::CTRL_START);
     }
 
+    /// Chooses direct (one MSI per event) or posted delivery into the descriptor at `pid`.
+    pub fn set_mode(&self, posted: bool, pid: u64) {
+        self.write(
+            reg::MODE,
+            if posted {
+                reg::MODE_POSTED
+            } else {
+                reg::MODE_DIRECT
+            },
+        );
+        self.write(reg::PID_LO, pid as u32);
+        self.write(reg::PID_HI, (pid >> 32) as u32);
+    }
+
+    /// Notifications sent (posted mode).
+    pub fn notified(&self) -> u32 {
+        self.read(reg::NOTIFIED)
+    }
+
     /// Whether a run is in progress.
     pub fn busy(&self) -> bool {
         self.read(reg::CONTROL) & reg::STATUS_BUSY != 0
@@ -75,6 +96,7 @@ impl MsiSource {
             undelivered: self.read(reg::UNDELIVERED),
             failed: self.read(reg::FAILED),
             late: self.read(reg::LATE),
+            suppressed: self.read(reg::SUPPRESSED),
         }
     }
 }

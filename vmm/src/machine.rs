@@ -295,7 +295,8 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         });
     }
     let tsc_khz = vcpus[0].fd.get_tsc_khz().map(u64::from).unwrap_or(0);
-    // The trace ring sits at the top of RAM, page-aligned, announced as shared memory.
+    // Shared with the VMM, at the top of RAM, page-aligned: the trace ring, and below it one
+    // posted-interrupt descriptor per vCPU (NV = 0xeb, NDST = the vCPU's APIC ID).
     let trace_ring = config.trace.as_ref().map(|t| {
         let bytes = irqlab_abi::trace::ring_bytes(t.ring_records).next_multiple_of(4096);
         ((mem_size - bytes) & !0xfff, bytes)
@@ -304,6 +305,26 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         if addr < kernel.end.next_multiple_of(4096) + (1 << 20) {
             return Err(SetupError::TraceTooBig { mem_size });
         }
+    }
+    let posted_bytes =
+        (u64::from(config.vcpus) * irqlab_abi::posted::DESC_SIZE).next_multiple_of(4096);
+    let posted = (
+        trace_ring.map_or(mem_size, |r| r.0) - posted_bytes,
+        posted_bytes,
+    );
+    for v in 0..config.vcpus {
+        let at = posted.0 + u64::from(v) * irqlab_abi::posted::DESC_SIZE;
+        let control = irqlab_abi::posted::control(irqlab_abi::posted::DEFAULT_NV, v);
+        vm_memory::Bytes::write_obj(
+            &mem,
+            control,
+            vm_memory::GuestAddress(at + 8 * irqlab_abi::posted::CONTROL_WORD as u64),
+        )
+        .map_err(|source| BootError::Memory {
+            what: "posted-interrupt descriptor",
+            addr: at,
+            source,
+        })?;
     }
     boot_info::write(
         &mem,
@@ -316,6 +337,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             kernel,
             cmdline: &config.cmdline,
             trace_ring,
+            posted: Some(posted),
         },
     )?;
     let tracer = match (&config.trace, trace_ring) {

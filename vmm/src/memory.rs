@@ -52,10 +52,53 @@ pub fn resident_bytes(mem: &GuestMemory) -> u64 {
     total
 }
 
-/// Device writes into guest RAM (the MSI source's event-counter write-back).
+use irqlab_devices::posted::DescriptorMemory;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Device access to guest RAM (the MSI source's event-counter write-back and posted-interrupt
+/// descriptors).
 pub struct GuestDma(pub GuestMemory);
 
+/// A posted-interrupt descriptor in guest RAM, shared with the guest through atomics.
+struct GuestDescriptor {
+    words: *const [AtomicU64; 8],
+    /// Keeps the mapping alive as long as the descriptor is in use.
+    _mem: GuestMemory,
+}
+
+// SAFETY: the pointer targets guest RAM that `_mem` keeps mapped; it is only used through
+// atomics, which is how the guest shares these words too.
+unsafe impl Send for GuestDescriptor {}
+// SAFETY: as above.
+unsafe impl Sync for GuestDescriptor {}
+
+impl DescriptorMemory for GuestDescriptor {
+    fn words(&self) -> &[AtomicU64; 8] {
+        // SAFETY: `words` is 64-byte aligned, inside one mapped region (checked in
+        // `descriptor`), and lives as long as `_mem`, which `self` owns.
+        unsafe { &*self.words }
+    }
+}
+
 impl irqlab_devices::msi_source::DmaWriter for GuestDma {
+    fn descriptor(&self, gpa: u64) -> Option<Arc<dyn DescriptorMemory>> {
+        use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+        if !gpa.is_multiple_of(64) {
+            return None;
+        }
+        let region = self.0.find_region(GuestAddress(gpa))?;
+        let offset = gpa - region.start_addr().0;
+        if offset + 64 > region.len() {
+            return None;
+        }
+        let host = region.get_host_address(MemoryRegionAddress(offset)).ok()?;
+        Some(Arc::new(GuestDescriptor {
+            words: host.cast::<[AtomicU64; 8]>(),
+            _mem: self.0.clone(),
+        }))
+    }
+
     fn write_u32(&self, gpa: u64, value: u32) -> bool {
         use vm_memory::{Bytes, GuestAddress};
         // An atomic store with release ordering: the guest never sees a torn value, and sees

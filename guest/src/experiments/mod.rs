@@ -9,6 +9,7 @@
 pub mod affinity;
 pub mod echo;
 pub mod msi;
+pub mod posted;
 pub mod timer;
 
 use crate::apic::{TimerMode, LAPIC};

@@ -26,6 +26,8 @@ pub struct BootFacts<'a> {
     pub cmdline: &'a str,
     /// The trace ring (address, bytes) carved from the top of RAM, if tracing.
     pub trace_ring: Option<(u64, u64)>,
+    /// The posted-interrupt descriptors (address, bytes; one per vCPU, 64 bytes apart).
+    pub posted: Option<(u64, u64)>,
 }
 
 /// The memory map for `facts`.
@@ -42,11 +44,15 @@ pub fn mem_map(facts: &BootFacts) -> Vec<MemMapEntry> {
         entry(k.start, k.end - k.start, bi::MEM_KERNEL),
     ];
     let free_from = k.end.next_multiple_of(4096);
-    let ram_end = facts.trace_ring.map_or(facts.mem_size, |(addr, _)| addr);
+    let shared: Vec<(u64, u64)> = [facts.posted, facts.trace_ring]
+        .into_iter()
+        .flatten()
+        .collect();
+    let ram_end = shared.iter().map(|r| r.0).min().unwrap_or(facts.mem_size);
     if free_from < ram_end {
         map.push(entry(free_from, ram_end - free_from, bi::MEM_RAM));
     }
-    if let Some((addr, size)) = facts.trace_ring {
+    for (addr, size) in shared {
         map.push(entry(addr, size, bi::MEM_SHARED));
     }
     map
@@ -103,6 +109,12 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
         },
         trace_ring_addr: facts.trace_ring.map_or(0, |r| r.0),
         trace_ring_size: facts.trace_ring.map_or(0, |r| r.1),
+        posted_desc_addr: facts.posted.map_or(0, |r| r.0),
+        posted_desc_stride: if facts.posted.is_some() {
+            irqlab_abi::posted::DESC_SIZE
+        } else {
+            0
+        },
         ..Default::default()
     };
     mem.write_obj(info, GuestAddress(BOOT_INFO))
