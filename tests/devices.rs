@@ -247,7 +247,7 @@ fn posted_notifications_coalesce_and_no_event_is_lost() {
         .parse()
         .unwrap();
     assert!(
-        msis >= 1 && msis <= 500,
+        (1..=500).contains(&msis),
         "{msis} notifications for 5000 events: {d}"
     );
     // Poll mode: SN set, no notifications at all.
