@@ -66,6 +66,11 @@ pub struct TraceConfig {
     pub ring_records: u32,
 }
 
+/// Most VMM events kept (a long run at a high interrupt rate stops collecting, visibly).
+pub const MAX_HOST_EVENTS: usize = 8 << 20;
+/// Most lockstep samples kept.
+pub const MAX_SAMPLES: usize = 256 << 10;
+
 /// Exits kept in memory for the Chrome trace (exits.jsonl has all of them).
 pub const MAX_KEPT_EXITS: usize = 1 << 20;
 
@@ -169,6 +174,8 @@ pub struct Tracer {
     kept_exits: Mutex<Vec<ExitRecord>>,
     /// Host TSC when tracing started: time zero of every output.
     pub t0: u64,
+    /// Events and samples not kept because a cap was reached.
+    pub dropped: AtomicU64,
     /// Guest records drained from the ring so far.
     pub ring: Mutex<ring::RingReader>,
 }
@@ -209,6 +216,7 @@ impl Tracer {
             exit_seq: AtomicU64::new(0),
             kept_exits: Mutex::new(Vec::new()),
             t0: host_tsc(),
+            dropped: AtomicU64::new(0),
             ring: Mutex::new(ring),
         })
     }
@@ -218,9 +226,14 @@ impl Tracer {
         &self.config.dir
     }
 
-    /// Records a VMM event.
+    /// Records a VMM event (at most [`MAX_HOST_EVENTS`]; later ones are counted).
     pub fn host_event(&self, e: HostEvent) {
-        self.host.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        if host.len() < MAX_HOST_EVENTS {
+            host.push(e);
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Records a vCPU's TSC offset.
@@ -314,6 +327,7 @@ impl Tracer {
                 &mut *self.kept_exits.lock().unwrap_or_else(|p| p.into_inner()),
             ),
             t0: self.t0,
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -340,6 +354,8 @@ pub struct Collected {
     pub exit_records: Vec<ExitRecord>,
     /// Time zero (host TSC).
     pub t0: u64,
+    /// Events and samples not kept (caps reached).
+    pub dropped: u64,
 }
 
 /// One userspace exit, as the vCPU loop saw it.

@@ -102,8 +102,10 @@ pub struct Summary {
     pub sources: BTreeMap<String, SourceSummary>,
     /// Interrupt records.
     pub records: u64,
-    /// Records lost (ring lapped).
+    /// Records lost (ring lapped, or the VMM's record cap reached).
     pub lost_records: u64,
+    /// VMM events and lockstep samples not kept because a cap was reached.
+    pub dropped_events: u64,
     /// Records where `raise ≤ inject ≤ entry` does not hold.
     pub order_violations: u64,
     /// Share of records where it holds.
@@ -236,8 +238,8 @@ fn correlate(
         .map(|r| {
             let off = offset_for(c, r.cpu);
             (
-                (r.tsc_entry as i64 - off) as u64,
-                (r.tsc_eoi as i64 - off) as u64,
+                (r.tsc_entry as i64).wrapping_sub(off) as u64,
+                (r.tsc_eoi as i64).wrapping_sub(off) as u64,
                 *r,
             )
         })
@@ -305,7 +307,7 @@ fn correlate(
             }
         };
         let mut cands: Vec<usize> = Vec::new();
-        for limit in [*entry, entry + slack] {
+        for limit in [*entry, entry.saturating_add(slack)] {
             for (k, i) in inj.iter().enumerate() {
                 if !i.matched && i.call <= limit && vector_ok(i, &mut line_vectors) {
                     cands.push(k);
@@ -479,6 +481,7 @@ fn correlate(
         sources,
         records: n,
         lost_records: c.lost_records,
+        dropped_events: c.dropped,
         order_violations: violations,
         order_ok_ratio: if n == 0 {
             1.0
@@ -684,4 +687,94 @@ pub fn table(s: &Summary) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Collected, HostEvent, Source, TscOffset};
+    use irqlab_devices::{MsiMessage, MsiOutcome};
+
+    fn collected(records: Vec<Record>, host: Vec<HostEvent>) -> Collected {
+        Collected {
+            host,
+            samples: Vec::new(),
+            offsets: vec![TscOffset {
+                vcpu: 0,
+                offset: 1000,
+                uncertainty: 5,
+            }],
+            stat_names: Vec::new(),
+            stat_totals: Vec::new(),
+            records,
+            lost_records: 0,
+            exits: 0,
+            exit_records: Vec::new(),
+            t0: 0,
+            dropped: 0,
+        }
+    }
+
+    fn inject(call: u64, vector: u8) -> HostEvent {
+        HostEvent::Inject {
+            source: Source("msi:source0".into()),
+            pin: None,
+            msi: Some(MsiMessage {
+                address: 0xfee0_0000,
+                data: vector.into(),
+            }),
+            call,
+            ret: call.saturating_add(10),
+            outcome: MsiOutcome::Delivered,
+        }
+    }
+
+    fn rec(seq: u64, vector: u8, guest_entry: u64) -> Record {
+        Record {
+            seq,
+            vector,
+            tsc_entry: guest_entry,
+            tsc_eoi: guest_entry + 50,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_record_takes_the_latest_injection_before_it_and_counts_merges() {
+        // Host times: injections at 100, 200, 210 (merged with 200), 400; guest = host + 1000.
+        let c = collected(
+            vec![rec(1, 0x40, 1150), rec(2, 0x40, 1250), rec(3, 0x40, 1450)],
+            vec![
+                inject(100, 0x40),
+                inject(200, 0x40),
+                inject(210, 0x40),
+                inject(400, 0x40),
+            ],
+        );
+        let (irqs, summary, _) = correlate(&c, 1000, TraceMode::Ring);
+        let lat: Vec<f64> = irqs.iter().map(|i| i.latency_us.unwrap()).collect();
+        assert_eq!(lat, vec![50.0, 40.0, 50.0]);
+        assert_eq!(irqs[1].merged, 1);
+        let s = &summary.sources["msi:source0"];
+        assert_eq!((s.count, s.injected, s.merged, s.unhandled), (3, 4, 1, 0));
+        assert_eq!(summary.order_violations, 0);
+    }
+
+    #[test]
+    fn garbage_records_do_not_panic() {
+        let records = (0..64)
+            .map(|i| Record {
+                seq: u64::MAX - i,
+                vector: i as u8,
+                cpu: 255,
+                kind: 200,
+                tsc_entry: u64::MAX - i * 7,
+                tsc_eoi: i,
+                ..Default::default()
+            })
+            .collect();
+        let c = collected(records, vec![inject(u64::MAX, 3), inject(0, 0)]);
+        let (irqs, _, _) = correlate(&c, 1, TraceMode::Lockstep);
+        assert_eq!(irqs.len(), 64);
+    }
 }

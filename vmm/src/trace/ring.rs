@@ -5,6 +5,9 @@ use irqlab_abi::trace::{self as abi, Record, RingHeader};
 use std::mem::size_of;
 use vm_memory::{Bytes, GuestAddress};
 
+/// Most records kept (128 MiB); later ones are counted as lost.
+pub const MAX_RECORDS: usize = 4 << 20;
+
 /// Reads records out of the ring as the guest writes them.
 #[derive(Debug, Default)]
 pub struct RingReader {
@@ -64,6 +67,8 @@ impl RingReader {
         let Ok(head) = mem.load::<u64>(head_addr, std::sync::atomic::Ordering::Acquire) else {
             return;
         };
+        // `head` is guest-written: keep the arithmetic below far from overflow.
+        let head = head.min(u64::MAX / 4);
         // A guest that claims more than it could have written is not trusted beyond the ring.
         if head >= self.next + self.capacity {
             let skip = head + 1 - self.capacity - self.next;
@@ -83,7 +88,7 @@ impl RingReader {
             let Ok(rec) = mem.read_obj::<Record>(at) else {
                 return;
             };
-            if seq == self.next && rec.seq == seq {
+            if seq == self.next && rec.seq == seq && self.records.len() < MAX_RECORDS {
                 self.records.push(rec);
             } else {
                 self.lost += 1;
@@ -131,6 +136,17 @@ mod tests {
         assert_eq!(r.lost, 3);
         assert_eq!(r.records.last().unwrap().seq, 10);
         assert_eq!(r.records.len(), 3 + 4);
+    }
+
+    #[test]
+    fn a_garbage_head_cannot_overflow_the_reader() {
+        let mem = crate::memory::create(1 << 20).unwrap();
+        let mut r = RingReader::setup(&mem, 0x1000, 4, abi::MODE_RING).unwrap();
+        mem.write_obj(u64::MAX, GuestAddress(0x1000 + 24)).unwrap();
+        r.drain(&mem);
+        r.drain(&mem);
+        assert!(r.records.is_empty());
+        assert!(r.lost > 0);
     }
 
     #[test]
