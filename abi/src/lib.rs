@@ -16,6 +16,7 @@ pub mod layout;
 pub mod msi_source;
 pub mod ports;
 pub mod posted;
+pub mod pvh;
 pub mod status;
 pub mod syscall;
 pub mod trace;

@@ -9,6 +9,7 @@
 
 mod apic;
 mod boot;
+mod boot_info_builder;
 mod cost;
 mod cpu;
 mod exceptions;
@@ -26,6 +27,7 @@ mod pic;
 mod pit;
 mod port;
 mod posted;
+mod pvh;
 mod report;
 mod rt;
 mod selftest;
@@ -73,6 +75,8 @@ pub extern "C" fn _start() -> ! {
     )
 }
 
+/// The kernel proper, entered with the boot info's address (native entry via `_start`, PVH
+/// entry via `pvh::pvh_main`).
 pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     serial::init();
     BOOT_STACK.arm();

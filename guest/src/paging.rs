@@ -7,14 +7,13 @@
 //!
 //! The MMIO hole (from `MMIO_HOLE_START`: MSI source, IO-APIC, LAPIC) is mapped uncached.
 //!
-//! The kernel keeps the VMM's four page directories (guest ABI: they identity-map the low
-//! 4 GiB with 2 MiB pages, the MMIO hole uncached) and only points the first entry of the
-//! first one at its own 4 KiB table. Building 2048 directory entries itself would cost
+//! The kernel keeps the page directories it was entered with (the VMM's, or the PVH entry's:
+//! both identity-map the low 4 GiB with 2 MiB pages, the MMIO hole uncached) and only points
+//! the first entry of the first one at its own 4 KiB table. Building 2048 directory entries itself would cost
 //! ~10 ms on hosts that emulate every guest instruction (kvm-pvm), a third of the boot.
 
 use crate::cpu;
 use core::cell::UnsafeCell;
-use irqlab_abi::layout::PAGE_TABLES;
 use irqlab_x86::paging::{self, PAGE_2M, PAGE_4K, USER, WRITABLE};
 
 #[repr(C, align(4096))]
@@ -53,6 +52,9 @@ pub fn kernel_end() -> u64 {
     &raw const __kernel_end as u64
 }
 
+/// Physical-address bits of a table entry.
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
 /// Stores one entry. Volatile, so the compiler cannot vectorise table construction into SSE
 /// stores: on shadow-paging hosts (kvm-pvm) KVM emulates writes to write-tracked pages, and
 /// its instruction emulator has no SSE.
@@ -73,8 +75,17 @@ pub fn init(guards: &[u64]) {
             &mut *TABLES.pt0.get(),
         )
     };
-    // The VMM's page directories, right after its PML4 and PDPT (guest ABI layout).
-    let vmm_pd = |g: u64| PAGE_TABLES + (2 + g) * PAGE_4K;
+    // The page directories the CPU runs on now (the VMM's, or the PVH entry's), found
+    // through CR3: PML4[0] → PDPT[g] → PD g.
+    let live_pdpt = {
+        // SAFETY: CR3 and the tables it names are identity-mapped and valid (we run on them).
+        let pml4 = unsafe { core::ptr::read_volatile((cpu::cr3() & ADDR_MASK) as *const u64) };
+        pml4 & ADDR_MASK
+    };
+    let vmm_pd = |g: u64| {
+        // SAFETY: as above.
+        unsafe { core::ptr::read_volatile((live_pdpt + 8 * g) as *const u64) & ADDR_MASK }
+    };
     // Upper levels allow user access; the leaves decide.
     set(
         &mut pml4.0[0],

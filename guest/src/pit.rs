@@ -47,3 +47,26 @@ pub fn read_count(base: u16) -> u16 {
         u16::from_le_bytes([lo, hi])
     }
 }
+
+/// Measures the TSC frequency (kHz) against channel 0 counting in mode 2 over ~10 ms, for
+/// loaders that do not report it (PVH). Leaves channel 0 stopped.
+pub fn calibrate_tsc_khz(base: u16) -> u64 {
+    const CLOCKS: u64 = 11_932; // 10 ms at 1.193182 MHz
+    start_periodic(base, 0xffff);
+    let mut prev = read_count(base);
+    let t0 = crate::cpu::rdtsc();
+    let mut elapsed = 0u64;
+    let mut spins = 0u32;
+    while elapsed < CLOCKS && spins < 1_000_000 {
+        let now = read_count(base);
+        elapsed += u64::from(prev.wrapping_sub(now)) % 0xffff;
+        prev = now;
+        spins += 1;
+    }
+    let t1 = crate::cpu::rdtsc();
+    stop(base);
+    if elapsed == 0 {
+        return 0;
+    }
+    (t1 - t0) * PIT_HZ / elapsed / 1000
+}
