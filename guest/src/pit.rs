@@ -48,10 +48,10 @@ pub fn read_count(base: u16) -> u16 {
     }
 }
 
-/// Measures the TSC frequency (kHz) against channel 0 counting in mode 2 over ~10 ms, for
+/// Measures the TSC frequency (kHz) against channel 0 counting in mode 2 over ~2 ms, for
 /// loaders that do not report it (PVH). Leaves channel 0 stopped.
 pub fn calibrate_tsc_khz(base: u16) -> u64 {
-    const CLOCKS: u64 = 11_932; // 10 ms at 1.193182 MHz
+    const CLOCKS: u64 = 2_386; // 2 ms at 1.193182 MHz
     start_periodic(base, 0xffff);
     let mut prev = read_count(base);
     let t0 = crate::cpu::rdtsc();
