@@ -148,6 +148,15 @@ impl BootInfoBuilder {
                 "svm" => HostKind::Svm,
                 _ => HostKind::Unknown,
             });
+        // The MSI source exists only under irqlab: probe its ID register (an unclaimed MMIO
+        // read elsewhere returns all zeros or all ones).
+        // SAFETY: an uncached, identity-mapped MMIO read with no side effects.
+        let msi_id = unsafe {
+            core::ptr::read_volatile(
+                (layout::MSI_SOURCE_BASE + irqlab_abi::msi_source::ID) as *const u32,
+            )
+        };
+        let msi_source = msi_id == irqlab_abi::msi_source::ID_VALUE;
         *info = BootInfo {
             magic: bi::MAGIC,
             version: bi::VERSION,
@@ -163,7 +172,11 @@ impl BootInfoBuilder {
             kernel_start: ks,
             kernel_end: ke,
             devices: Devices {
-                present: bi::DEV_UART | bi::DEV_DEBUG_EXIT | bi::DEV_PIT | bi::DEV_IOAPIC,
+                present: bi::DEV_UART
+                    | bi::DEV_DEBUG_EXIT
+                    | bi::DEV_PIT
+                    | bi::DEV_IOAPIC
+                    | if msi_source { bi::DEV_MSI_SOURCE } else { 0 },
                 uart_port: ports::COM1,
                 debug_exit_port: ports::DEBUG_EXIT,
                 bench_port: ports::BENCH,
@@ -173,7 +186,11 @@ impl BootInfoBuilder {
                 reserved0: [0; 6],
                 ioapic_base: layout::IOAPIC_BASE,
                 lapic_base: layout::LAPIC_BASE,
-                msi_source_base: 0,
+                msi_source_base: if msi_source {
+                    layout::MSI_SOURCE_BASE
+                } else {
+                    0
+                },
             },
             ..BootInfo::default()
         };

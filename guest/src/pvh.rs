@@ -23,6 +23,16 @@ core::arch::global_asm!(
     ".asciz \"Xen\"",
     ".long irqlab_pvh_start",
     ".popsection",
+    // irqlab's own note: this kernel speaks the irqlab boot ABI (native entry), version 1.
+    ".pushsection .note.irqlab, \"a\"",
+    ".balign 4",
+    ".long 7",
+    ".long 4",
+    ".long 1",
+    ".asciz \"irqlab\"",
+    ".balign 4",
+    ".long 1",
+    ".popsection",
     // Page tables and GDT, fully assembled: no code runs before paging is on.
     ".pushsection .data.irqlab_pvh, \"aw\"",
     ".balign 4096",
@@ -107,7 +117,10 @@ extern "C" fn pvh_main(start_info: u64) -> ! {
     // 4 GiB are identity-mapped.
     let si: HvmStartInfo = unsafe { core::ptr::read_volatile(start_info as *const HvmStartInfo) };
     if si.magic != HVM_START_MAGIC {
-        crate::println!("FAIL boot-info: PVH start info magic {:#x} is wrong", si.magic);
+        crate::println!(
+            "FAIL boot-info: PVH start info magic {:#x} is wrong",
+            si.magic
+        );
         crate::exit::exit(irqlab_abi::status::BAD_BOOT_INFO);
     }
     let mut b = BootInfoBuilder::new();

@@ -42,6 +42,20 @@ impl IrqchipMode {
     }
 }
 
+/// How the kernel is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BootProtocol {
+    /// irqlab native if the image carries irqlab's ABI note, else PVH if it has a PVH
+    /// note, else irqlab native.
+    #[default]
+    Auto,
+    /// 64-bit long mode with irqlab's boot info in RDI (`docs/guest-abi.md`).
+    Native,
+    /// 32-bit protected mode at the `XEN_ELFNOTE_PHYS32_ENTRY` address, `hvm_start_info` in EBX.
+    Pvh,
+}
+
 /// The guest kernel to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelSource {
@@ -64,6 +78,7 @@ struct FileConfig {
     timeout_secs: Option<Spanned<f64>>,
     serial_log: Option<Spanned<String>>,
     trace: Option<FileTrace>,
+    boot: Option<BootProtocol>,
 }
 
 /// The `[trace]` table.
@@ -94,6 +109,8 @@ pub struct Overrides {
     pub trace_dir: Option<PathBuf>,
     /// `--trace-mode`.
     pub trace_mode: Option<crate::trace::TraceMode>,
+    /// `--boot`.
+    pub boot: Option<BootProtocol>,
     /// `--serial-log`.
     pub serial_log: Option<PathBuf>,
 }
@@ -119,6 +136,8 @@ pub struct VmConfig {
     pub serial_log: Option<PathBuf>,
     /// Interrupt tracing (`None` = off).
     pub trace: Option<crate::trace::TraceConfig>,
+    /// Boot protocol.
+    pub boot: BootProtocol,
 }
 
 impl Default for VmConfig {
@@ -133,6 +152,7 @@ impl Default for VmConfig {
             timeout: Some(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS)),
             serial_log: None,
             trace: None,
+            boot: BootProtocol::Auto,
         }
     }
 }
@@ -286,6 +306,9 @@ impl VmConfig {
         if let Some(s) = file.serial_log {
             cfg.serial_log = Some(base.join(s.into_inner()));
         }
+        if let Some(b) = file.boot {
+            cfg.boot = b;
+        }
         if let Some(t) = file.trace {
             let ring_records = match t.ring_records {
                 None => crate::trace::DEFAULT_RING_RECORDS,
@@ -367,6 +390,9 @@ impl VmConfig {
         }
         if let Some(s) = &o.serial_log {
             self.serial_log = Some(s.clone());
+        }
+        if let Some(b) = o.boot {
+            self.boot = b;
         }
         if let Some(dir) = &o.trace_dir {
             let t = self.trace.get_or_insert(crate::trace::TraceConfig {

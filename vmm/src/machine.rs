@@ -6,8 +6,8 @@
 //! (event-manager) that waits for the end of the run: a guest exit or fault reported by a vCPU
 //! thread, the watchdog timer, or SIGINT/SIGTERM.
 
-use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, regs, BootError};
-use crate::config::{IrqchipMode, KernelSource, VmConfig};
+use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, pvh, regs, BootError};
+use crate::config::{BootProtocol, IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{DeviceError, Devices, IrqWiring};
 use crate::interrupts::{KvmGsiLine, KvmInterrupts};
@@ -284,10 +284,8 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                 vcpu: id,
                 source,
             })?;
-        // Application processors stay in KVM's wait-for-SIPI state until the guest starts them.
-        if id == 0 {
-            regs::set_long_mode(&fd, id, kernel.entry, cr3, gdt_limit)?;
-        }
+        // Application processors stay in KVM's wait-for-SIPI state until the guest starts them;
+        // the boot CPU is entered below, once the boot structures are written.
         vcpus.push(Vcpu {
             id,
             fd,
@@ -326,20 +324,46 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             source,
         })?;
     }
-    boot_info::write(
-        &mem,
-        &boot_info::BootFacts {
-            host: host_kind,
-            vcpus: config.vcpus,
-            split_irqchip: config.irqchip == IrqchipMode::Split,
-            tsc_khz,
-            mem_size,
-            kernel,
-            cmdline: &config.cmdline,
-            trace_ring,
-            posted: Some(posted),
-        },
-    )?;
+    let pvh_entry = match (config.boot, kernel.pvh_entry) {
+        (BootProtocol::Native, _) => None,
+        (BootProtocol::Pvh, Some(e)) => Some(e),
+        (BootProtocol::Pvh, None) => {
+            return Err(SetupError::Kernel(elf::LoadError::Unsupported {
+                name: image.name.clone(),
+                problem: "boot = \"pvh\" needs a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY note); the image has none".into(),
+            }))
+        }
+        (BootProtocol::Auto, e) => e.filter(|_| !kernel.irqlab_note),
+    };
+    let facts = boot_info::BootFacts {
+        host: host_kind,
+        vcpus: config.vcpus,
+        split_irqchip: config.irqchip == IrqchipMode::Split,
+        tsc_khz,
+        mem_size,
+        kernel,
+        cmdline: &config.cmdline,
+        trace_ring,
+        posted: Some(posted),
+    };
+    match pvh_entry {
+        None => {
+            boot_info::write(&mem, &facts)?;
+            regs::set_long_mode(&vcpus[0].fd, 0, kernel.entry, cr3, gdt_limit)?;
+        }
+        Some(entry) => {
+            // PVH has no field for the host kind; the irqlab guest reads `host=` from its
+            // command line (appended unless the user gave one).
+            let mut cmdline = config.cmdline.clone();
+            if !cmdline.split(' ').any(|w| w.starts_with("host=")) {
+                cmdline = format!("{cmdline} host={}", host_kind.name())
+                    .trim()
+                    .to_string();
+            }
+            let start_info = pvh::write(&mem, &boot_info::mem_map(&facts), &cmdline)?;
+            regs::set_pvh_entry(&vcpus[0].fd, 0, entry, start_info)?;
+        }
+    }
     let tracer = match (&config.trace, trace_ring) {
         (Some(t), Some((addr, _))) => {
             let mode = match t.mode {

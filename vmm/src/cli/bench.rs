@@ -604,9 +604,21 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     let qemu_cmdline = format!("{} host={}", a.cmdline, host.name());
     let qemu_args = |cmdline: &str| -> Vec<String> {
         [
-            "-accel", "kvm", "-M", "microvm,x-option-roms=off,rtc=off", "-cpu",
-            "host,-arch-capabilities", "-m", "64", "-nodefaults", "-no-user-config",
-            "-nographic", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+            "-accel",
+            "kvm",
+            "-M",
+            "microvm,x-option-roms=off,rtc=off",
+            "-cpu",
+            "host,-arch-capabilities",
+            "-m",
+            "64",
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+            "-serial",
+            "stdio",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
             "-kernel",
         ]
         .iter()
@@ -629,21 +641,36 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         ti.push(t.as_secs_f64() * 1e3);
         let (t, code, out) = timed(Command::new(&a.qemu).args(qemu_args(&boot_only)))?;
         // isa-debug-exit: QEMU exits with (status << 1) | 1.
-        anyhow::ensure!(code == 1, "QEMU exited {code} (guest status {}):\n{out}", code >> 1);
+        anyhow::ensure!(
+            code == 1,
+            "QEMU exited {code} (guest status {}):\n{out}",
+            code >> 1
+        );
         tq.push(t.as_secs_f64() * 1e3);
     }
     // The experiment, once under each.
     let (ei, code, out_i) = timed(Command::new(&exe).args(["run", "--cmdline", &a.cmdline]))?;
     anyhow::ensure!(code == 0, "irqlab run exited {code}:\n{out_i}");
     let (eq, code, out_q) = timed(Command::new(&a.qemu).args(qemu_args(&qemu_cmdline)))?;
-    anyhow::ensure!(code == 1, "QEMU exited {code} (guest status {}):\n{out_q}", code >> 1);
+    anyhow::ensure!(
+        code == 1,
+        "QEMU exited {code} (guest status {}):\n{out_q}",
+        code >> 1
+    );
     let (ri, rq) = (result_set(&out_i), result_set(&out_q));
     let _ = std::fs::remove_dir_all(&dir);
     let (mi, mq) = (median(&mut ti), median(&mut tq));
-    println!("same guest ELF: boot (`run=none`, process start to guest exit), {} runs each", a.runs);
+    println!(
+        "same guest ELF: boot (`run=none`, process start to guest exit), {} runs each",
+        a.runs
+    );
     println!("  irqlab (native entry)          median {mi:8.2} ms");
     println!("  QEMU microvm -accel kvm (PVH)  median {mq:8.2} ms");
-    println!("  QEMU / irqlab                  {:.1}x   target >= 10x: {}", mq / mi, verdict(mq / mi >= 10.0));
+    println!(
+        "  QEMU / irqlab                  {:.1}x   target >= 10x: {}",
+        mq / mi,
+        verdict(mq / mi >= 10.0)
+    );
     println!(
         "experiment `{}`: irqlab {:.1} ms, QEMU {:.1} ms (wall, including boot)",
         a.cmdline,

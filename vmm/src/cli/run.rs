@@ -39,9 +39,19 @@ pub struct RunArgs {
     /// doorbell exit per interrupt, exact per-interrupt KVM statistics).
     #[arg(long, value_enum, value_name = "MODE")]
     trace_mode: Option<TraceModeArg>,
+    /// Boot protocol: auto (irqlab note → native, PVH note → pvh), native, pvh.
+    #[arg(long, value_enum)]
+    boot: Option<BootArg>,
     /// Print the guest memory the guest touched (for `irqlab bench boot`).
     #[arg(long, hide = true)]
     report_memory: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BootArg {
+    Auto,
+    Native,
+    Pvh,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -74,6 +84,11 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         timeout_secs: args.timeout,
         serial_log: args.serial_log.clone(),
         trace_dir: args.trace.clone(),
+        boot: args.boot.map(|b| match b {
+            BootArg::Auto => irqlab::config::BootProtocol::Auto,
+            BootArg::Native => irqlab::config::BootProtocol::Native,
+            BootArg::Pvh => irqlab::config::BootProtocol::Pvh,
+        }),
         trace_mode: args.trace_mode.map(|m| match m {
             TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,
             TraceModeArg::Lockstep => irqlab::trace::TraceMode::Lockstep,

@@ -234,17 +234,67 @@ pub fn load(
 ) -> Result<LoadedKernel, LoadError> {
     let (entry, segments) = validate(image, mem_size)?;
     let mut cursor = Cursor::new(&image.bytes[..]);
-    Elf::load(mem, None, &mut cursor, None).map_err(|source| LoadError::Loader {
+    let loaded = Elf::load(mem, None, &mut cursor, None).map_err(|source| LoadError::Loader {
         name: image.name.clone(),
         source,
     })?;
+    let pvh_entry = match loaded.pvh_boot_cap {
+        linux_loader::loader::elf::PvhBootCapability::PvhEntryPresent(a) => Some(a.0),
+        _ => None,
+    };
     let start = segments.iter().map(|s| s.paddr).min().unwrap_or(entry);
     let end = segments
         .iter()
         .map(|s| s.paddr + s.memsz)
         .max()
         .unwrap_or(entry);
-    Ok(LoadedKernel { entry, start, end })
+    Ok(LoadedKernel {
+        entry,
+        start,
+        end,
+        pvh_entry,
+        irqlab_note: has_irqlab_note(&image.bytes),
+    })
+}
+
+/// Whether a PT_NOTE segment holds the note `"irqlab"`, type 1 (the irqlab boot ABI).
+/// Malformed notes are simply not found.
+pub fn has_irqlab_note(b: &[u8]) -> bool {
+    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    };
+    let (Some(phoff), Some(phnum)) = (u64_at(32), u16_at(56)) else {
+        return false;
+    };
+    for i in 0..usize::from(phnum).min(64) {
+        let ph = (phoff as usize).saturating_add(i * PHDR_SIZE);
+        if u32_at(ph) != Some(4) {
+            continue; // not PT_NOTE
+        }
+        let (Some(off), Some(size)) = (u64_at(ph + 8), u64_at(ph + 32)) else {
+            continue;
+        };
+        let (mut o, end) = (off as usize, (off.saturating_add(size)) as usize);
+        while o + 12 <= end {
+            let (Some(namesz), Some(descsz), Some(kind)) =
+                (u32_at(o), u32_at(o + 4), u32_at(o + 8))
+            else {
+                break;
+            };
+            let name = b.get(o + 12..o + 12 + namesz as usize);
+            if kind == 1 && name == Some(b"irqlab\0".as_slice()) {
+                return true;
+            }
+            o += 12 + (namesz as usize).next_multiple_of(4) + (descsz as usize).next_multiple_of(4);
+        }
+    }
+    false
 }
 
 /// Builds a minimal ELF64 image for tests: one PT_LOAD of `code` at `paddr`.
@@ -307,8 +357,10 @@ mod tests {
     #[test]
     fn the_builtin_guest_validates() {
         let img = KernelImage::builtin();
-        let (entry, _) = validate(&img, 64 << 20).unwrap();
-        assert_eq!(entry, KERNEL_MIN_ADDR);
+        let (entry, segs) = validate(&img, 64 << 20).unwrap();
+        // The notes come first in the text segment; `_start` follows them.
+        assert!(entry >= KERNEL_MIN_ADDR && entry < KERNEL_MIN_ADDR + 0x1000, "{entry:#x}");
+        assert_eq!(segs.iter().map(|s| s.paddr).min(), Some(KERNEL_MIN_ADDR));
     }
 
     #[test]
@@ -342,6 +394,17 @@ mod tests {
         bytes.truncate(bytes.len() - 8);
         let err = validate(&image(bytes), MEM).unwrap_err();
         assert!(matches!(err, LoadError::Segment { index: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn the_irqlab_note_is_found_only_in_a_pt_note_segment() {
+        assert!(has_irqlab_note(crate::BUILTIN_GUEST));
+        assert!(!has_irqlab_note(&tiny_elf(2, 62, 0x10_0000, 0, &[0xf4])));
+        // Truncated and garbage images: not found, no panic.
+        for n in [0, 10, 64, 100, 200] {
+            assert!(!has_irqlab_note(&crate::BUILTIN_GUEST[..n]));
+        }
+        assert!(!has_irqlab_note(&[0xff; 256]));
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub struct LoadedKernel {
     pub start: u64,
     /// One past the highest loaded address (including zero-filled memory).
     pub end: u64,
+    /// The PVH 32-bit entry (`XEN_ELFNOTE_PHYS32_ENTRY`), if the image has one.
+    pub pvh_entry: Option<u64>,
+    /// The image carries irqlab's ABI note (native entry).
+    pub irqlab_note: bool,
 }
 
 /// A kernel image's bytes and a name for error messages.

@@ -5,6 +5,7 @@ pub mod boot_info;
 pub mod cpuid;
 pub mod gdt;
 pub mod paging;
+pub mod pvh;
 pub mod regs;
 
 /// Errors while writing boot structures into guest memory.

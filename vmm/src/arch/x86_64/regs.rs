@@ -76,3 +76,52 @@ pub fn set_long_mode(
     vcpu.set_xcrs(&xcrs).map_err(kvm("KVM_SET_XCRS"))?;
     Ok(())
 }
+
+/// Puts vCPU `id` into 32-bit protected mode, paging off, at a PVH entry point with EBX =
+/// `start_info` (flat 4 GiB code and data segments; the kernel loads its own GDT).
+pub fn set_pvh_entry(vcpu: &VcpuFd, id: u8, entry: u64, start_info: u64) -> Result<(), BootError> {
+    let kvm = |ioctl| {
+        move |source| BootError::Kvm {
+            ioctl,
+            vcpu: id,
+            source,
+        }
+    };
+    let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+    let flat = |selector: u16, type_: u8| kvm_bindings::kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        ..Default::default()
+    };
+    sregs.cs = flat(0x08, 0xb);
+    let data = flat(0x10, 0x3);
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.tr = kvm_bindings::kvm_segment {
+        base: 0,
+        limit: 0x67,
+        selector: 0x18,
+        type_: 0xb,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.cr0 = 0x11; // PE | ET
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    vcpu.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
+    let regs = kvm_regs {
+        rip: entry,
+        rbx: start_info,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))
+}
