@@ -90,3 +90,53 @@ fn the_same_elf_under_qemu_microvm_gives_the_same_results() {
         "{out}"
     );
 }
+
+#[test]
+fn multiboot_kernels_boot_elf32_and_aout_kludge() {
+    if !kvm_or_skip("multiboot") {
+        return;
+    }
+    let dir = scratch("multiboot");
+    for (name, elf32) in [("aout.bin", false), ("elf32.elf", true)] {
+        let k = dir.join(name);
+        std::fs::write(&k, irqlab::loader::multiboot::tiny_kernel(elf32)).unwrap();
+        // auto-detected (no ELF64), and forced.
+        for boot in ["auto", "multiboot"] {
+            let (code, out, err) = run(&[
+                "run",
+                "--kernel",
+                k.to_str().unwrap(),
+                "--boot",
+                boot,
+                "--cmdline",
+                "hello",
+            ]);
+            // Status 0: EAX was 0x2BADB002 and the info had flags bit 0 and a non-zero mem_upper.
+            assert_eq!(code, 0, "{name} ({boot}): {out}\n{err}");
+            assert_eq!(out, "M", "{name}: the kernel's serial output");
+        }
+    }
+    // A Multiboot header asking for a video mode: refused by name, before KVM runs.
+    let mut k = irqlab::loader::multiboot::tiny_kernel(false);
+    let flags: u32 = (1 << 16) | (1 << 2);
+    k[4..8].copy_from_slice(&flags.to_le_bytes());
+    k[8..12].copy_from_slice(
+        &0u32
+            .wrapping_sub(0x1bad_b002u32.wrapping_add(flags))
+            .to_le_bytes(),
+    );
+    let p = dir.join("video.bin");
+    std::fs::write(&p, k).unwrap();
+    let (code, _, err) = run(&["run", "--kernel", p.to_str().unwrap()]);
+    assert_eq!(code, 66, "{err}");
+    assert!(
+        err.contains("video.bin") && err.contains("Multiboot") && err.contains("video mode"),
+        "{err}"
+    );
+    // Neither ELF64 nor Multiboot: the error says what irqlab boots.
+    let p = dir.join("junk.bin");
+    std::fs::write(&p, [0x90u8; 64]).unwrap();
+    let (code, _, err) = run(&["run", "--kernel", p.to_str().unwrap()]);
+    assert_eq!(code, 66, "{err}");
+    assert!(err.contains("not an ELF file"), "{err}");
+}

@@ -54,6 +54,8 @@ pub enum BootProtocol {
     Native,
     /// 32-bit protected mode at the `XEN_ELFNOTE_PHYS32_ENTRY` address, `hvm_start_info` in EBX.
     Pvh,
+    /// Multiboot v1: 32-bit protected mode, EAX = 0x2BADB002, Multiboot info in EBX.
+    Multiboot,
 }
 
 /// The guest kernel to boot.

@@ -11,7 +11,7 @@ use crate::config::{BootProtocol, IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{DeviceError, Devices, IrqWiring};
 use crate::interrupts::{KvmGsiLine, KvmInterrupts};
-use crate::loader::{elf, KernelImage};
+use crate::loader::{self, elf, multiboot, Format, KernelImage};
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
 use crate::stats::{ExitCounts, Mark};
@@ -253,14 +253,25 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     };
     let mem_size = config.mem_bytes();
     // Validate the image before touching KVM, so image errors win over host errors.
-    elf::validate(&image, mem_size)?;
+    let format = loader::detect(&image, config.boot == BootProtocol::Multiboot);
+    match format {
+        Format::Elf64 => {
+            elf::validate(&image, mem_size)?;
+        }
+        Format::Multiboot => {
+            multiboot::validate(&image, mem_size)?;
+        }
+    }
 
     let kvm = vm::open_kvm()?;
     let host_kind = host::detect_host_kind();
     let vm_fd = Arc::new(vm::create(&kvm, config.irqchip)?);
     let mem = memory::create(mem_size)?;
     vm::register_memory(&vm_fd, &mem)?;
-    let kernel = elf::load(&image, &mem, mem_size)?;
+    let kernel = match format {
+        Format::Elf64 => elf::load(&image, &mem, mem_size)?,
+        Format::Multiboot => multiboot::load(&image, &mem, mem_size)?,
+    };
 
     let gdt_limit = gdt::write(&mem)?;
     let cr3 = paging::write(&mem)?;
@@ -325,7 +336,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         })?;
     }
     let pvh_entry = match (config.boot, kernel.pvh_entry) {
-        (BootProtocol::Native, _) => None,
+        (BootProtocol::Native | BootProtocol::Multiboot, _) => None,
         (BootProtocol::Pvh, Some(e)) => Some(e),
         (BootProtocol::Pvh, None) => {
             return Err(SetupError::Kernel(elf::LoadError::Unsupported {
@@ -347,6 +358,45 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         posted: Some(posted),
     };
     match pvh_entry {
+        None if format == Format::Multiboot => {
+            let ram: Vec<(u64, u64)> = std::iter::once((0, 0xa0000))
+                .chain(
+                    boot_info::mem_map(&facts)
+                        .iter()
+                        .filter(|e| {
+                            e.addr >= 1 << 20 && e.kind != irqlab_abi::boot_info::MEM_SHARED
+                        })
+                        .map(|e| (e.addr, e.size)),
+                )
+                .collect();
+            // One contiguous range from 1 MiB (kernel + RAM) for mem_upper.
+            let upper_end = ram
+                .iter()
+                .skip(1)
+                .map(|r| r.0 + r.1)
+                .max()
+                .unwrap_or(1 << 20);
+            let ram = [ram[0], (1 << 20, upper_end - (1 << 20))];
+            let info = multiboot::write_info(
+                &mem,
+                irqlab_abi::layout::BOOT_INFO,
+                irqlab_abi::layout::CMDLINE,
+                &config.cmdline,
+                &ram,
+            )
+            .map_err(|source| BootError::Memory {
+                what: "Multiboot information",
+                addr: irqlab_abi::layout::BOOT_INFO,
+                source,
+            })?;
+            regs::set_protected_mode(
+                &vcpus[0].fd,
+                0,
+                kernel.entry,
+                multiboot::BOOTLOADER_MAGIC,
+                info,
+            )?;
+        }
         None => {
             boot_info::write(&mem, &facts)?;
             regs::set_long_mode(&vcpus[0].fd, 0, kernel.entry, cr3, gdt_limit)?;
@@ -361,7 +411,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                     .to_string();
             }
             let start_info = pvh::write(&mem, &boot_info::mem_map(&facts), &cmdline)?;
-            regs::set_pvh_entry(&vcpus[0].fd, 0, entry, start_info)?;
+            regs::set_protected_mode(&vcpus[0].fd, 0, entry, 0, start_info)?;
         }
     }
     let tracer = match (&config.trace, trace_ring) {

@@ -39,7 +39,8 @@ pub struct RunArgs {
     /// doorbell exit per interrupt, exact per-interrupt KVM statistics).
     #[arg(long, value_enum, value_name = "MODE")]
     trace_mode: Option<TraceModeArg>,
-    /// Boot protocol: auto (irqlab note → native, PVH note → pvh), native, pvh.
+    /// Boot protocol: auto (irqlab note → native, PVH note → pvh, Multiboot header →
+    /// multiboot), native, pvh, multiboot.
     #[arg(long, value_enum)]
     boot: Option<BootArg>,
     /// Print the guest memory the guest touched (for `irqlab bench boot`).
@@ -52,6 +53,7 @@ enum BootArg {
     Auto,
     Native,
     Pvh,
+    Multiboot,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -88,6 +90,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
             BootArg::Auto => irqlab::config::BootProtocol::Auto,
             BootArg::Native => irqlab::config::BootProtocol::Native,
             BootArg::Pvh => irqlab::config::BootProtocol::Pvh,
+            BootArg::Multiboot => irqlab::config::BootProtocol::Multiboot,
         }),
         trace_mode: args.trace_mode.map(|m| match m {
             TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,

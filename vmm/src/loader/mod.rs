@@ -1,6 +1,7 @@
 //! Kernel image loading, one module per boot format.
 
 pub mod elf;
+pub mod multiboot;
 
 use std::path::Path;
 
@@ -46,5 +47,26 @@ impl KernelImage<'static> {
             name: "built-in guest".into(),
             bytes: crate::BUILTIN_GUEST.into(),
         }
+    }
+}
+
+/// The image formats irqlab loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// ELF64 x86-64 (irqlab native or PVH entry).
+    Elf64,
+    /// Multiboot v1 (ELF32 or a.out kludge).
+    Multiboot,
+}
+
+/// Decides the format: Multiboot when asked for, ELF64 when the file is one, else Multiboot
+/// when it has a Multiboot header; else the ELF checks' error names the problem.
+pub fn detect(image: &KernelImage, multiboot_requested: bool) -> Format {
+    let b = &image.bytes[..];
+    let elf64 = b.len() > 4 && &b[..4] == b"\x7fELF" && b[4] == 2;
+    if multiboot_requested || (!elf64 && multiboot::find_header(b).is_some()) {
+        Format::Multiboot
+    } else {
+        Format::Elf64
     }
 }

@@ -77,9 +77,16 @@ pub fn set_long_mode(
     Ok(())
 }
 
-/// Puts vCPU `id` into 32-bit protected mode, paging off, at a PVH entry point with EBX =
-/// `start_info` (flat 4 GiB code and data segments; the kernel loads its own GDT).
-pub fn set_pvh_entry(vcpu: &VcpuFd, id: u8, entry: u64, start_info: u64) -> Result<(), BootError> {
+/// Puts vCPU `id` into 32-bit protected mode, paging off, at `entry` with EAX and EBX as
+/// given (PVH: EBX = start info; Multiboot: EAX = 0x2BADB002, EBX = info). Flat 4 GiB code
+/// and data segments; the kernel loads its own GDT.
+pub fn set_protected_mode(
+    vcpu: &VcpuFd,
+    id: u8,
+    entry: u64,
+    eax: u32,
+    ebx: u64,
+) -> Result<(), BootError> {
     let kvm = |ioctl| {
         move |source| BootError::Kvm {
             ioctl,
@@ -119,7 +126,8 @@ pub fn set_pvh_entry(vcpu: &VcpuFd, id: u8, entry: u64, start_info: u64) -> Resu
     vcpu.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
     let regs = kvm_regs {
         rip: entry,
-        rbx: start_info,
+        rax: eax.into(),
+        rbx: ebx,
         rflags: 0x2,
         ..Default::default()
     };
