@@ -140,3 +140,121 @@ fn multiboot_kernels_boot_elf32_and_aout_kludge() {
     assert_eq!(code, 66, "{err}");
     assert!(err.contains("not an ELF file"), "{err}");
 }
+
+/// Debian's kernel, downloaded once into target/ (not committed): the uncompressed vmlinux
+/// (extracted from the package's LZ4 bzImage), which carries a PVH entry note.
+fn debian_vmlinux() -> Option<std::path::PathBuf> {
+    use std::process::Command;
+    let dir = root().join("target/linux-test");
+    let vmlinux = dir.join("vmlinux");
+    if vmlinux.exists() {
+        return Some(vmlinux);
+    }
+    std::fs::create_dir_all(&dir).ok()?;
+    let tools = ["apt-get", "dpkg-deb", "lz4"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !tools {
+        return None;
+    }
+    let pkg = "linux-image-cloud-amd64";
+    // The metapackage names the current versioned image package.
+    let dep = Command::new("apt-cache")
+        .args(["depends", pkg])
+        .output()
+        .ok()?;
+    let dep = String::from_utf8_lossy(&dep.stdout);
+    let image = dep
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))?
+        .trim()
+        .to_string();
+    let ok = Command::new("apt-get")
+        .args(["download", &image])
+        .current_dir(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "apt-get download {image} failed");
+    let deb = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "deb"))?
+        .path();
+    let x = dir.join("x");
+    assert!(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&x)
+        .status()
+        .unwrap()
+        .success());
+    let vmlinuz = std::fs::read_dir(x.join("boot"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("vmlinuz"))?
+        .path();
+    let bz = std::fs::read(vmlinuz).ok()?;
+    // LZ4 legacy frame magic 0x184c2102.
+    let at = bz.windows(4).position(|w| w == [0x02, 0x21, 0x4c, 0x18])?;
+    let mut child = Command::new("lz4")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let payload = bz[at..].to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&payload);
+    });
+    let out = child.wait_with_output().ok()?;
+    let _ = writer.join();
+    assert_eq!(
+        &out.stdout[..4],
+        b"\x7fELF",
+        "no ELF inside {image}'s bzImage"
+    );
+    std::fs::write(&vmlinux, &out.stdout).ok()?;
+    Some(vmlinux)
+}
+
+#[test]
+fn a_debian_linux_kernel_boots_through_pvh_and_shows_its_log() {
+    if !kvm_or_skip("linux") {
+        return;
+    }
+    let Some(vmlinux) = debian_vmlinux() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must be able to fetch Debian's kernel"
+        );
+        println!("SKIP linux: apt-get/dpkg-deb/lz4 not available to fetch Debian's kernel");
+        return;
+    };
+    let (code, out, err) = run(&[
+        "run",
+        "--kernel",
+        vmlinux.to_str().unwrap(),
+        "--mem-mib",
+        "512",
+        "--cmdline",
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200",
+        "--timeout",
+        "90",
+    ]);
+    assert!(out.contains("Linux version"), "no banner:\n{out}\n{err}");
+    assert!(out.contains("Kernel command line: console=ttyS0"), "{out}");
+    if irqlab::host::detect_host_kind() == irqlab_abi::boot_info::HostKind::Pvm {
+        // kvm-pvm cannot emulate every instruction a stock kernel uses: the stop is reported
+        // with RIP and the instruction bytes, after the kernel's own log.
+        assert_eq!(code, 72, "{err}");
+        assert!(
+            err.contains("instruction emulation failed") && err.contains("code="),
+            "{err}"
+        );
+    }
+}

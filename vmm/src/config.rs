@@ -81,6 +81,7 @@ struct FileConfig {
     serial_log: Option<Spanned<String>>,
     trace: Option<FileTrace>,
     boot: Option<BootProtocol>,
+    initrd: Option<Spanned<String>>,
 }
 
 /// The `[trace]` table.
@@ -113,6 +114,8 @@ pub struct Overrides {
     pub trace_mode: Option<crate::trace::TraceMode>,
     /// `--boot`.
     pub boot: Option<BootProtocol>,
+    /// `--initrd`.
+    pub initrd: Option<PathBuf>,
     /// `--serial-log`.
     pub serial_log: Option<PathBuf>,
 }
@@ -140,6 +143,8 @@ pub struct VmConfig {
     pub trace: Option<crate::trace::TraceConfig>,
     /// Boot protocol.
     pub boot: BootProtocol,
+    /// Initial ramdisk for Linux kernels.
+    pub initrd: Option<PathBuf>,
 }
 
 impl Default for VmConfig {
@@ -155,6 +160,7 @@ impl Default for VmConfig {
             serial_log: None,
             trace: None,
             boot: BootProtocol::Auto,
+            initrd: None,
         }
     }
 }
@@ -311,6 +317,9 @@ impl VmConfig {
         if let Some(b) = file.boot {
             cfg.boot = b;
         }
+        if let Some(i) = file.initrd {
+            cfg.initrd = Some(base.join(i.into_inner()));
+        }
         if let Some(t) = file.trace {
             let ring_records = match t.ring_records {
                 None => crate::trace::DEFAULT_RING_RECORDS,
@@ -395,6 +404,9 @@ impl VmConfig {
         }
         if let Some(b) = o.boot {
             self.boot = b;
+        }
+        if let Some(i) = &o.initrd {
+            self.initrd = Some(i.clone());
         }
         if let Some(dir) = &o.trace_dir {
             let t = self.trace.get_or_insert(crate::trace::TraceConfig {

@@ -57,6 +57,23 @@ pub enum SetupError {
         /// Guest memory.
         mem_size: u64,
     },
+    /// The initrd could not be read (exit code 66: a kernel input).
+    #[error("{}: cannot read initrd: {source}", path.display())]
+    Initrd {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The initrd does not fit between the kernel and the end of RAM.
+    #[error("{}: initrd of {size} bytes does not fit in guest memory; raise mem_mib", path.display())]
+    InitrdTooBig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its size.
+        size: u64,
+    },
     /// Serial log file (exit code 65: it is a config value).
     #[error("{}: cannot create serial log: {source}", path.display())]
     SerialLog {
@@ -82,7 +99,9 @@ impl SetupError {
     pub fn exit_code(&self) -> u8 {
         use crate::outcome::code;
         match self {
-            SetupError::Kernel(_) => code::KERNEL,
+            SetupError::Kernel(_) | SetupError::Initrd { .. } | SetupError::InitrdTooBig { .. } => {
+                code::KERNEL
+            }
             SetupError::Vm(_) | SetupError::Memory(_) => code::HOST,
             SetupError::SerialLog { .. }
             | SetupError::Trace(_)
@@ -261,6 +280,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         Format::Multiboot => {
             multiboot::validate(&image, mem_size)?;
         }
+        Format::BzImage => loader::linux::validate(&image)?,
     }
 
     let kvm = vm::open_kvm()?;
@@ -268,9 +288,15 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     let vm_fd = Arc::new(vm::create(&kvm, config.irqchip)?);
     let mem = memory::create(mem_size)?;
     vm::register_memory(&vm_fd, &mem)?;
+    let mut linux_header = None;
     let kernel = match format {
         Format::Elf64 => elf::load(&image, &mem, mem_size)?,
         Format::Multiboot => multiboot::load(&image, &mem, mem_size)?,
+        Format::BzImage => {
+            let (k, hdr) = loader::linux::load(&image, &mem)?;
+            linux_header = Some(hdr);
+            k
+        }
     };
 
     let gdt_limit = gdt::write(&mem)?;
@@ -358,6 +384,38 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         posted: Some(posted),
     };
     match pvh_entry {
+        None if format == Format::BzImage => {
+            let ram_end = trace_ring.map_or(posted.0, |r| r.0).min(posted.0);
+            let initrd = match &config.initrd {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let size = bytes.len() as u64;
+                    let addr = ram_end.saturating_sub(size) & !0xfff;
+                    if addr < kernel.end.next_multiple_of(4096) {
+                        return Err(SetupError::InitrdTooBig {
+                            path: path.clone(),
+                            size,
+                        });
+                    }
+                    vm_memory::Bytes::write_slice(&mem, &bytes, vm_memory::GuestAddress(addr))
+                        .map_err(|source| BootError::Memory {
+                            what: "initrd",
+                            addr,
+                            source,
+                        })?;
+                    Some((addr, size))
+                }
+                None => None,
+            };
+            let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
+            let hdr = linux_header.unwrap_or_default();
+            let limit =
+                crate::arch::x86_64::linux::write_boot(&mem, hdr, &config.cmdline, &ram, initrd)?;
+            crate::arch::x86_64::linux::set_regs(&vcpus[0].fd, kernel.entry, cr3, limit)?;
+        }
         None if format == Format::Multiboot => {
             let ram: Vec<(u64, u64)> = std::iter::once((0, 0xa0000))
                 .chain(
@@ -403,9 +461,9 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         }
         Some(entry) => {
             // PVH has no field for the host kind; the irqlab guest reads `host=` from its
-            // command line (appended unless the user gave one).
+            // command line (appended for kernels with irqlab's note, unless the user gave one).
             let mut cmdline = config.cmdline.clone();
-            if !cmdline.split(' ').any(|w| w.starts_with("host=")) {
+            if kernel.irqlab_note && !cmdline.split(' ').any(|w| w.starts_with("host=")) {
                 cmdline = format!("{cmdline} host={}", host_kind.name())
                     .trim()
                     .to_string();

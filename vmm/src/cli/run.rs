@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// multiboot), native, pvh, multiboot.
     #[arg(long, value_enum)]
     boot: Option<BootArg>,
+    /// Initial ramdisk for a Linux kernel.
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
     /// Print the guest memory the guest touched (for `irqlab bench boot`).
     #[arg(long, hide = true)]
     report_memory: bool,
@@ -86,6 +89,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         timeout_secs: args.timeout,
         serial_log: args.serial_log.clone(),
         trace_dir: args.trace.clone(),
+        initrd: args.initrd.clone(),
         boot: args.boot.map(|b| match b {
             BootArg::Auto => irqlab::config::BootProtocol::Auto,
             BootArg::Native => irqlab::config::BootProtocol::Native,

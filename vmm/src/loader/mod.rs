@@ -1,6 +1,7 @@
 //! Kernel image loading, one module per boot format.
 
 pub mod elf;
+pub mod linux;
 pub mod multiboot;
 
 use std::path::Path;
@@ -57,6 +58,8 @@ pub enum Format {
     Elf64,
     /// Multiboot v1 (ELF32 or a.out kludge).
     Multiboot,
+    /// Linux bzImage (64-bit boot protocol).
+    BzImage,
 }
 
 /// Decides the format: Multiboot when asked for, ELF64 when the file is one, else Multiboot
@@ -66,6 +69,8 @@ pub fn detect(image: &KernelImage, multiboot_requested: bool) -> Format {
     let elf64 = b.len() > 4 && &b[..4] == b"\x7fELF" && b[4] == 2;
     if multiboot_requested || (!elf64 && multiboot::find_header(b).is_some()) {
         Format::Multiboot
+    } else if !elf64 && linux::is_bzimage(b) {
+        Format::BzImage
     } else {
         Format::Elf64
     }

@@ -1,0 +1,128 @@
+//! Entering a Linux kernel: its own GDT layout (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), the
+//! zero page, and long-mode registers with RSI = the zero page.
+
+use super::BootError;
+use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, CMDLINE};
+use irqlab_x86::segment::{self, Ring};
+use kvm_bindings::{kvm_regs, kvm_segment};
+use kvm_ioctls::VcpuFd;
+use linux_loader::loader::bootparam::{boot_params, setup_header};
+use vm_memory::{Bytes, GuestAddress};
+
+/// The zero page goes where irqlab's boot info would (4 KiB, below the command line).
+pub const ZERO_PAGE: u64 = BOOT_INFO;
+const BOOT_CS: u16 = 0x10;
+const BOOT_DS: u16 = 0x18;
+const BOOT_TR: u16 = 0x20;
+/// `type_of_loader`: "undefined" (0xff).
+const LOADER_UNDEFINED: u8 = 0xff;
+/// `loadflags`: CAN_USE_HEAP.
+const CAN_USE_HEAP: u8 = 0x80;
+const E820_RAM: u32 = 1;
+
+fn gdt() -> [u64; 6] {
+    let [tss_low, tss_high] = segment::tss64(0, 0x67, segment::SYSTEM_TYPE_TSS_BUSY);
+    [
+        0,
+        0,
+        segment::code64(Ring::Ring0),
+        segment::data(Ring::Ring0),
+        tss_low,
+        tss_high,
+    ]
+}
+
+fn kvm_seg(table: &[u64], selector: u16) -> kvm_segment {
+    let d = segment::decode(table[(selector >> 3) as usize]);
+    kvm_segment {
+        base: d.base,
+        limit: d.limit,
+        selector,
+        type_: d.type_,
+        present: d.present,
+        dpl: d.dpl,
+        db: d.db,
+        s: d.s,
+        l: d.l,
+        g: d.g,
+        avl: d.avl,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Writes the GDT, command line and zero page; `ram` is the E820 RAM list; `initrd` is
+/// (address, size) if one was loaded.
+pub fn write_boot(
+    mem: &crate::memory::GuestMemory,
+    hdr: setup_header,
+    cmdline: &str,
+    ram: &[(u64, u64)],
+    initrd: Option<(u64, u64)>,
+) -> Result<u16, BootError> {
+    let err = |what, addr| move |source| BootError::Memory { what, addr, source };
+    let table = gdt();
+    for (i, e) in table.iter().enumerate() {
+        let at = BOOT_GDT + 8 * i as u64;
+        mem.write_obj(*e, GuestAddress(at))
+            .map_err(err("Linux GDT", at))?;
+    }
+    let mut c = cmdline.as_bytes().to_vec();
+    c.push(0);
+    mem.write_slice(&c, GuestAddress(CMDLINE))
+        .map_err(err("command line", CMDLINE))?;
+    let mut params = boot_params {
+        hdr,
+        ..Default::default()
+    };
+    params.hdr.type_of_loader = LOADER_UNDEFINED;
+    params.hdr.loadflags |= CAN_USE_HEAP;
+    params.hdr.heap_end_ptr = 0xfe00;
+    params.hdr.cmd_line_ptr = CMDLINE as u32;
+    params.hdr.cmdline_size = c.len() as u32;
+    if let Some((addr, size)) = initrd {
+        params.hdr.ramdisk_image = addr as u32;
+        params.hdr.ramdisk_size = size as u32;
+    }
+    for (i, &(addr, size)) in ram.iter().take(params.e820_table.len()).enumerate() {
+        params.e820_table[i].addr = addr;
+        params.e820_table[i].size = size;
+        params.e820_table[i].r#type = E820_RAM;
+        params.e820_entries = i as u8 + 1;
+    }
+    mem.write_obj(params, GuestAddress(ZERO_PAGE))
+        .map_err(err("zero page", ZERO_PAGE))?;
+    Ok((table.len() * 8 - 1) as u16)
+}
+
+/// Long mode at `entry` with Linux's selectors and RSI = the zero page.
+pub fn set_regs(vcpu: &VcpuFd, entry: u64, cr3: u64, gdt_limit: u16) -> Result<(), BootError> {
+    let kvm = |ioctl| {
+        move |source| BootError::Kvm {
+            ioctl,
+            vcpu: 0,
+            source,
+        }
+    };
+    let table = gdt();
+    let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+    let data = kvm_seg(&table, BOOT_DS);
+    sregs.cs = kvm_seg(&table, BOOT_CS);
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.tr = kvm_seg(&table, BOOT_TR);
+    sregs.gdt.base = BOOT_GDT;
+    sregs.gdt.limit = gdt_limit;
+    sregs.cr0 = super::regs::CR0;
+    sregs.cr3 = cr3;
+    sregs.cr4 = super::regs::CR4;
+    sregs.efer = super::regs::EFER;
+    vcpu.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
+    vcpu.set_regs(&kvm_regs {
+        rip: entry,
+        rsi: ZERO_PAGE,
+        rsp: irqlab_abi::layout::ENTRY_STACK_TOP,
+        rflags: 0x2,
+        ..Default::default()
+    })
+    .map_err(kvm("KVM_SET_REGS"))
+}
