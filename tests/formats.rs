@@ -116,6 +116,18 @@ fn multiboot_kernels_boot_elf32_and_aout_kludge() {
             assert_eq!(out, "M", "{name}: the kernel's serial output");
         }
     }
+    // Modules from the config: the kernel prints the first byte of module 0.
+    let k = dir.join("mod.bin");
+    std::fs::write(&k, irqlab::loader::multiboot::tiny_module_kernel()).unwrap();
+    std::fs::write(dir.join("payload.txt"), b"Zebra").unwrap();
+    let cfg = dir.join("mb.toml");
+    std::fs::write(
+        &cfg,
+        "kernel = \"mod.bin\"\nmodules = [\"payload.txt\"]\ncmdline = \"x\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (0, "Z"), "{err}");
     // A Multiboot header asking for a video mode: refused by name, before KVM runs.
     let mut k = irqlab::loader::multiboot::tiny_kernel(false);
     let flags: u32 = (1 << 16) | (1 << 2);

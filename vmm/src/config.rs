@@ -82,6 +82,7 @@ struct FileConfig {
     trace: Option<FileTrace>,
     boot: Option<BootProtocol>,
     initrd: Option<Spanned<String>>,
+    modules: Option<Vec<String>>,
 }
 
 /// The `[trace]` table.
@@ -145,6 +146,8 @@ pub struct VmConfig {
     pub boot: BootProtocol,
     /// Initial ramdisk for Linux kernels.
     pub initrd: Option<PathBuf>,
+    /// Multiboot modules, in order.
+    pub modules: Vec<PathBuf>,
 }
 
 impl Default for VmConfig {
@@ -161,6 +164,7 @@ impl Default for VmConfig {
             trace: None,
             boot: BootProtocol::Auto,
             initrd: None,
+            modules: Vec::new(),
         }
     }
 }
@@ -319,6 +323,9 @@ impl VmConfig {
         }
         if let Some(i) = file.initrd {
             cfg.initrd = Some(base.join(i.into_inner()));
+        }
+        if let Some(m) = file.modules {
+            cfg.modules = m.into_iter().map(|p| base.join(p)).collect();
         }
         if let Some(t) = file.trace {
             let ring_records = match t.ring_records {

@@ -57,8 +57,8 @@ pub enum SetupError {
         /// Guest memory.
         mem_size: u64,
     },
-    /// The initrd could not be read (exit code 66: a kernel input).
-    #[error("{}: cannot read initrd: {source}", path.display())]
+    /// An initrd or module could not be read (exit code 66: a kernel input).
+    #[error("{}: cannot read initrd/module: {source}", path.display())]
     Initrd {
         /// The file.
         path: std::path::PathBuf,
@@ -435,12 +435,28 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                 .max()
                 .unwrap_or(1 << 20);
             let ram = [ram[0], (1 << 20, upper_end - (1 << 20))];
+            let mut files = Vec::new();
+            for path in &config.modules {
+                let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.push((path.display().to_string(), bytes));
+            }
+            // Module names go after the command line, inside the command-line page.
+            let strings_at = irqlab_abi::layout::CMDLINE + config.cmdline.len() as u64 + 1;
+            let modules = multiboot::load_modules(&mem, &files, kernel.end, strings_at, upper_end)
+                .map_err(|problem| elf::LoadError::Unsupported {
+                    name: image.name.clone(),
+                    problem,
+                })?;
             let info = multiboot::write_info(
                 &mem,
                 irqlab_abi::layout::BOOT_INFO,
                 irqlab_abi::layout::CMDLINE,
                 &config.cmdline,
                 &ram,
+                &modules,
             )
             .map_err(|source| BootError::Memory {
                 what: "Multiboot information",

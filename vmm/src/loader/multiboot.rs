@@ -224,14 +224,62 @@ pub fn load(
     })
 }
 
-/// The Multiboot information structure at `at`, its memory map after it, the command line
-/// at `cmdline_at`; `ram` is (base, length) of usable RAM.
+/// A boot module loaded into guest memory.
+#[derive(Debug, Clone)]
+pub struct Module {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// Its string (the file name), NUL-terminated in guest memory at `string_at`.
+    pub string_at: u64,
+}
+
+/// Loads `files` page-aligned from `from` upwards, their names after the command line
+/// (from `strings_at`); returns the modules and the first free address.
+pub fn load_modules(
+    mem: &GuestMemory,
+    files: &[(String, Vec<u8>)],
+    from: u64,
+    strings_at: u64,
+    limit: u64,
+) -> Result<Vec<Module>, String> {
+    let (mut next, mut strings) = (from.next_multiple_of(4096), strings_at);
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        let end = next + bytes.len() as u64;
+        if end > limit {
+            return Err(format!(
+                "module {name} ({} bytes) does not fit in guest memory",
+                bytes.len()
+            ));
+        }
+        mem.write_slice(bytes, GuestAddress(next))
+            .map_err(|e| format!("module {name}: {e}"))?;
+        let mut s = name.as_bytes().to_vec();
+        s.push(0);
+        mem.write_slice(&s, GuestAddress(strings))
+            .map_err(|e| format!("module {name}: {e}"))?;
+        out.push(Module {
+            start: next,
+            end,
+            string_at: strings,
+        });
+        strings += s.len() as u64;
+        next = end.next_multiple_of(4096);
+    }
+    Ok(out)
+}
+
+/// The Multiboot information structure at `at`, its memory map and module list after it,
+/// the command line at `cmdline_at`; `ram` is (base, length) of usable RAM.
 pub fn write_info(
     mem: &GuestMemory,
     at: u64,
     cmdline_at: u64,
     cmdline: &str,
     ram: &[(u64, u64)],
+    modules: &[Module],
 ) -> Result<u64, vm_memory::GuestMemoryError> {
     const INFO_SIZE: u64 = 88;
     let mut c = cmdline.as_bytes().to_vec();
@@ -246,6 +294,13 @@ pub fn write_info(
         mmap.extend_from_slice(&1u32.to_le_bytes());
     }
     mem.write_slice(&mmap, GuestAddress(mmap_at))?;
+    let mods_at = mmap_at + mmap.len() as u64;
+    let mods: Vec<u8> = modules
+        .iter()
+        .flat_map(|m| [m.start as u32, m.end as u32, m.string_at as u32, 0])
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    mem.write_slice(&mods, GuestAddress(mods_at))?;
     // mem_lower: KiB of RAM from 0 (at most 640); mem_upper: KiB from 1 MiB to the first hole.
     let lower = ram
         .iter()
@@ -256,10 +311,12 @@ pub fn write_info(
         .find(|r| r.0 <= 1 << 20 && r.0 + r.1 > 1 << 20)
         .map_or(0, |r| (r.0 + r.1 - (1 << 20)) >> 10);
     let mut info = [0u32; (INFO_SIZE / 4) as usize];
-    info[0] = (1 << 0) | (1 << 2) | (1 << 6); // mem_*, cmdline, mmap_*
+    info[0] = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 6); // mem_*, cmdline, mods_*, mmap_*
     info[1] = lower as u32;
     info[2] = upper as u32;
     info[4] = cmdline_at as u32;
+    info[5] = modules.len() as u32;
+    info[6] = mods_at as u32;
     info[11] = mmap.len() as u32;
     info[12] = mmap_at as u32;
     let bytes: Vec<u8> = info.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -339,6 +396,33 @@ pub fn tiny_kernel(elf32: bool) -> Vec<u8> {
     e.extend_from_slice(&header(FLAG_MEMORY_INFO, [0; 5])[..12]);
     e.extend_from_slice(&code);
     e
+}
+
+/// A tiny a.out-kludge Multiboot kernel that prints the first byte of module 0 on COM1 and
+/// exits 0 (7 when no module was passed).
+#[doc(hidden)]
+pub fn tiny_module_kernel() -> Vec<u8> {
+    #[rustfmt::skip]
+    let code: [u8; 29] = [
+        0x8b, 0x4b, 0x14,             // mov ecx, [ebx + 20]   (mods_count)
+        0x85, 0xc9,                   // test ecx, ecx
+        0x74, 0x11,                   // jz bad
+        0x8b, 0x73, 0x18,             // mov esi, [ebx + 24]   (mods_addr)
+        0x8b, 0x36,                   // mov esi, [esi]        (mod_start)
+        0x8a, 0x06,                   // mov al, [esi]
+        0x66, 0xba, 0xf8, 0x03,       // mov dx, 0x3f8
+        0xee,                         // out dx, al
+        0xb0, 0x00,                   // mov al, 0
+        0xe6, 0xf4,                   // out 0xf4, al
+        0xf4,                         // hlt
+        0xb0, 0x07,                   // bad: mov al, 7
+        0xe6, 0xf4,                   // out 0xf4, al
+        0xf4,                         // hlt
+    ];
+    let mut k = tiny_kernel(false);
+    k.truncate(32);
+    k.extend_from_slice(&code);
+    k
 }
 
 #[cfg(test)]
