@@ -19,9 +19,16 @@ pub enum BenchCommand {
     /// Tracing overhead: off vs ring vs lockstep, same experiments, one run.
     Trace(TraceArgs),
     /// Posted-interrupt notification vs one MSI per event, by rate and vCPU count.
-    Posted,
+    Posted(PostedArgs),
     /// The same guest under irqlab and under QEMU microvm (PVH entry), side by side.
     Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PostedArgs {
+    /// Also plot notifications per event and latency against the offered rate (SVG).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -69,7 +76,7 @@ pub fn bench(cmd: BenchCommand) -> u8 {
         BenchCommand::Boot(a) => boot(&a),
         BenchCommand::Irq(a) => irq(&a),
         BenchCommand::Trace(a) => trace_overhead(&a),
-        BenchCommand::Posted => posted(),
+        BenchCommand::Posted(a) => posted(&a),
         BenchCommand::Compare(a) => compare(&a),
     };
     match result {
@@ -476,7 +483,17 @@ fn trace_overhead(a: &TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn posted() -> anyhow::Result<()> {
+/// One row of `irqlab bench posted`.
+struct PostedRow {
+    vcpus: u8,
+    rate: u64,
+    posted: bool,
+    per_event: f64,
+    p50: f64,
+}
+
+fn posted(a: &PostedArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
     let dir = std::env::temp_dir().join(format!("irqlab-bench-posted-{}", std::process::id()));
     println!("posted-interrupt notification vs direct MSIs (ring-mode trace: notification latency; exits per event: all KVM exits of the run / userspace exits between the guest's marks)");
     println!(
@@ -541,6 +558,13 @@ fn posted() -> anyhow::Result<()> {
                     .and_then(|t| t.sources.get("msi:source0"))
                     .map(|s| (s.latency_p50_us, s.latency_p99_us))
                     .unwrap_or((f64::NAN, f64::NAN));
+                rows.push(PostedRow {
+                    vcpus,
+                    rate,
+                    posted: mode == "posted",
+                    per_event: msis as f64 / count as f64,
+                    p50,
+                });
                 println!(
                     "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10.3} {:>15} {:>9.1} {:>9.1}",
                     vcpus,
@@ -567,7 +591,84 @@ fn posted() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("targets: at >= 100k events/s posted <= 0.1 MSIs/event and fewer exits/event than direct; at 1k posted p50 within 1.2x of direct; processed = events everywhere");
+    if let Some(path) = &a.svg {
+        std::fs::write(path, posted_svg(&rows))?;
+        println!("plot: {}", path.display());
+    }
     Ok(())
+}
+
+/// Two panels (MSIs per event, notification latency p50) against the offered rate, one
+/// line per mode and vCPU count. "max" is drawn at 10^6.
+fn posted_svg(rows: &[PostedRow]) -> String {
+    let (w, h, pad) = (420.0, 300.0, 50.0);
+    let x = |rate: u64| {
+        let r = if rate == 0 { 1e6 } else { rate as f64 };
+        pad + (r.log10() - 3.0) / 3.0 * (w - 2.0 * pad)
+    };
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n",
+        2.0 * w
+    );
+    let panels: [(&str, fn(&PostedRow) -> f64, f64); 2] = [
+        ("MSIs (notifications) per event", |r| r.per_event, 1.0),
+        ("notification latency p50 (us)", |r| r.p50, 300.0),
+    ];
+    for (i, (title, value, ymax)) in panels.iter().enumerate() {
+        let ox = i as f64 * w;
+        let y = |v: f64| h - pad - (v.min(*ymax) / ymax) * (h - 2.0 * pad);
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"20\" font-size=\"13\">{title}</text>\n",
+            ox + pad
+        ));
+        s.push_str(&format!(
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/><line x1=\"{0}\" y1=\"{3}\" x2=\"{0}\" y2=\"{1}\" stroke=\"black\"/>\n",
+            ox + pad, h - pad, ox + w - pad, pad
+        ));
+        for (label, rate) in [
+            ("1k", 1000u64),
+            ("10k", 10_000),
+            ("100k", 100_000),
+            ("max", 0),
+        ] {
+            s.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{}\">{label}</text>\n",
+                ox + x(rate) - 8.0,
+                h - pad + 15.0
+            ));
+        }
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\">{ymax}</text><text x=\"{}\" y=\"{}\">0</text>\n",
+            ox + 5.0,
+            pad + 4.0,
+            ox + 30.0,
+            h - pad
+        ));
+        for (k, (vcpus, posted)) in [(1u8, false), (1, true), (2, false), (2, true)]
+            .iter()
+            .enumerate()
+        {
+            let color = ["#c0504d", "#4f81bd", "#e39c9a", "#95b3d7"][k];
+            let pts: Vec<String> = rows
+                .iter()
+                .filter(|r| r.vcpus == *vcpus && r.posted == *posted && value(r).is_finite())
+                .map(|r| format!("{:.1},{:.1}", ox + x(r.rate), y(value(r))))
+                .collect();
+            s.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
+                pts.join(" ")
+            ));
+            s.push_str(&format!(
+                "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{} {} vCPU</text>\n",
+                ox + w - pad - 90.0,
+                pad + 14.0 * k as f64,
+                if *posted { "posted" } else { "direct" },
+                vcpus
+            ));
+        }
+    }
+    s.push_str("</svg>\n");
+    s
 }
 
 /// The guest's result lines ("PASS name", …) in order, for comparing two VMMs.
