@@ -483,6 +483,9 @@ fn trace_overhead(a: &TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A plot panel: title, the value plotted, the y-axis maximum.
+type Panel = (&'static str, fn(&PostedRow) -> f64, f64);
+
 /// One row of `irqlab bench posted`.
 struct PostedRow {
     vcpus: u8,
@@ -610,7 +613,7 @@ fn posted_svg(rows: &[PostedRow]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n",
         2.0 * w
     );
-    let panels: [(&str, fn(&PostedRow) -> f64, f64); 2] = [
+    let panels: [Panel; 2] = [
         ("MSIs (notifications) per event", |r| r.per_event, 1.0),
         ("notification latency p50 (us)", |r| r.p50, 300.0),
     ];
