@@ -66,13 +66,7 @@ pub fn handle(frame: &mut Frame, stub_tsc: u64) {
     if let Some(c) = COUNTS.get(cpu) {
         c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
     }
-    let h = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
-    if h != 0 {
-        // SAFETY: only `register` stores non-zero values, and it stores `Handler`s.
-        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
-        handler(frame);
-    } else {
-        UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+    if !run_handler(vector, frame) {
         LAST_UNEXPECTED.store(frame.vector, Ordering::Relaxed);
         crate::println!(
             "unexpected interrupt: vector {} at rip={:#x}",
@@ -99,14 +93,20 @@ pub fn dispatch_posted(vector: u8, frame: &mut Frame) {
     if let Some(c) = COUNTS.get(cpu) {
         c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
     }
+    run_handler(vector, frame);
+}
+
+/// Runs `vector`'s registered handler; false (and counted as unexpected) if there is none.
+fn run_handler(vector: u8, frame: &mut Frame) -> bool {
     let h = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
-    if h != 0 {
-        // SAFETY: only `register` stores non-zero values, and it stores `Handler`s.
-        let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
-        handler(frame);
-    } else {
+    if h == 0 {
         UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+        return false;
     }
+    // SAFETY: only `register` stores non-zero values, and it stores `Handler`s.
+    let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
+    handler(frame);
+    true
 }
 
 /// Prints the non-zero counts of `vectors` per CPU, like `/proc/interrupts`.

@@ -37,7 +37,11 @@ pub fn write(mem: &crate::memory::GuestMemory) -> Result<u16, BootError> {
 /// The `kvm_segment` KVM wants for the GDT entry selected by `selector`: KVM loads the hidden
 /// part of each segment register from this, not from guest memory.
 pub fn kvm_segment_for(selector: u16) -> kvm_segment {
-    let table = entries();
+    kvm_segment_in(&entries(), selector)
+}
+
+/// The `kvm_segment` for `selector` in any descriptor table (`table[selector >> 3]`).
+pub fn kvm_segment_in(table: &[u64], selector: u16) -> kvm_segment {
     let d = segment::decode(table[(selector >> 3) as usize]);
     kvm_segment {
         base: d.base,

@@ -1,10 +1,11 @@
 //! Entering a Linux kernel: its own GDT layout (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), the
 //! zero page, and long-mode registers with RSI = the zero page.
 
+use super::gdt::kvm_segment_in;
 use super::BootError;
 use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, CMDLINE};
 use irqlab_x86::segment::{self, Ring};
-use kvm_bindings::{kvm_regs, kvm_segment};
+use kvm_bindings::kvm_regs;
 use kvm_ioctls::VcpuFd;
 use linux_loader::loader::bootparam::{boot_params, setup_header};
 use vm_memory::{Bytes, GuestAddress};
@@ -30,25 +31,6 @@ fn gdt() -> [u64; 6] {
         tss_low,
         tss_high,
     ]
-}
-
-fn kvm_seg(table: &[u64], selector: u16) -> kvm_segment {
-    let d = segment::decode(table[(selector >> 3) as usize]);
-    kvm_segment {
-        base: d.base,
-        limit: d.limit,
-        selector,
-        type_: d.type_,
-        present: d.present,
-        dpl: d.dpl,
-        db: d.db,
-        s: d.s,
-        l: d.l,
-        g: d.g,
-        avl: d.avl,
-        unusable: 0,
-        padding: 0,
-    }
 }
 
 /// Writes the GDT, command line and zero page; `ram` is the E820 RAM list; `initrd` is
@@ -106,10 +88,10 @@ pub fn set_regs(vcpu: &VcpuFd, entry: u64, cr3: u64, gdt_limit: u16) -> Result<(
     };
     let table = gdt();
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
-    let data = kvm_seg(&table, BOOT_DS);
-    sregs.cs = kvm_seg(&table, BOOT_CS);
+    let data = kvm_segment_in(&table, BOOT_DS);
+    sregs.cs = kvm_segment_in(&table, BOOT_CS);
     (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
-    sregs.tr = kvm_seg(&table, BOOT_TR);
+    sregs.tr = kvm_segment_in(&table, BOOT_TR);
     sregs.gdt.base = BOOT_GDT;
     sregs.gdt.limit = gdt_limit;
     sregs.cr0 = super::regs::CR0;
