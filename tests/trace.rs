@@ -64,7 +64,7 @@ fn lockstep_records_match_the_guest_and_the_device_and_add_up() {
         "lockstep",
         "split",
         "lockstep",
-        "run=timer timer=pit hz=1000 ticks=200",
+        "run=timer timer=pit hz=1000 ticks=200 tolerance=100",
     );
     let irqs = jsonl(&dir.join("interrupts.jsonl"));
     let summary = json(&dir.join("summary.json"));
@@ -171,13 +171,13 @@ fn uart_and_summarize_and_diff() {
         "diff-a",
         "split",
         "ring",
-        "run=timer timer=pit hz=500 ticks=50",
+        "run=timer timer=pit hz=500 ticks=50 tolerance=100",
     );
     let (b, _) = traced_run(
         "diff-b",
         "kernel",
         "ring",
-        "run=timer timer=pit hz=500 ticks=50",
+        "run=timer timer=pit hz=500 ticks=50 tolerance=100",
     );
     let (code, out, err) = run(&["trace", "summarize", a.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -207,7 +207,7 @@ fn trace_is_complete_after_sigint() {
         .args([
             "run",
             "--cmdline",
-            "run=timer timer=pit hz=1000 ticks=1000000",
+            "run=timer timer=pit hz=1000 ticks=1000000 tolerance=100",
             "--trace",
             dir.to_str().unwrap(),
             "--timeout",
