@@ -72,12 +72,6 @@ impl Cmdline {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     }
-
-    /// Whether `item` is one of the comma-separated values of `key`.
-    pub fn lists(&self, key: &str, item: &str) -> bool {
-        self.get(key)
-            .is_some_and(|v| v.split(',').any(|x| x == item))
-    }
 }
 
 /// Why the boot info was rejected, in words (no `Debug`: see `fmt`).
