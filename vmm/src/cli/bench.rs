@@ -503,9 +503,9 @@ struct PostedRow {
 fn posted(a: &PostedArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let dir = std::env::temp_dir().join(format!("irqlab-bench-posted-{}", std::process::id()));
-    println!("posted-interrupt notification vs direct MSIs (ring-mode trace: notification latency; exits per event: all KVM exits of the run / userspace exits between the guest's marks)");
+    println!("posted-interrupt notification vs direct MSIs (ring-mode trace: notification latency; per event: all KVM exits of the run / userspace exits between the guest's marks, KVM halt exits, KVM interrupt injections)");
     println!(
-        "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10} {:>15} {:>9} {:>9}",
+        "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10} {:>15} {:>8} {:>8} {:>9} {:>9}",
         "vcpus",
         "rate",
         "mode",
@@ -514,6 +514,8 @@ fn posted(a: &PostedArgs) -> anyhow::Result<()> {
         "MSIs",
         "MSIs/event",
         "exits/ev kvm/us",
+        "halt/ev",
+        "inj/ev",
         "p50 us",
         "p99 us"
     );
@@ -554,12 +556,14 @@ fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                 let processed = first(d).unwrap_or(0);
                 let msis = d.split("; ").nth(1).and_then(first).unwrap_or(0);
                 let user = window(&console, name, &r.marks).map_or(0, |(_, e)| e.total());
-                // KVM's own count (every exit, in-kernel ones too) over the whole run.
-                let kvm = r
-                    .trace
-                    .as_ref()
-                    .and_then(|t| t.kvm_totals.get("exits").copied())
-                    .unwrap_or(0);
+                // KVM's own counts (every exit, in-kernel ones too) over the whole run, by reason.
+                let kvm = |stat: &str| {
+                    r.trace
+                        .as_ref()
+                        .and_then(|t| t.kvm_totals.get(stat).copied())
+                        .unwrap_or(0) as f64
+                        / count as f64
+                };
                 let (p50, p99) = r
                     .trace
                     .as_ref()
@@ -574,7 +578,7 @@ fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                     p50,
                 });
                 println!(
-                    "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10.3} {:>15} {:>9.1} {:>9.1}",
+                    "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10.3} {:>15} {:>8.3} {:>8.3} {:>9.1} {:>9.1}",
                     vcpus,
                     if rate == 0 {
                         "max".to_string()
@@ -586,11 +590,9 @@ fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                     processed,
                     msis,
                     msis as f64 / count as f64,
-                    format!(
-                        "{:.3}/{:.3}",
-                        kvm as f64 / count as f64,
-                        user as f64 / count as f64
-                    ),
+                    format!("{:.3}/{:.3}", kvm("exits"), user as f64 / count as f64),
+                    kvm("halt_exits"),
+                    kvm("irq_injections"),
                     p50,
                     p99
                 );
