@@ -260,16 +260,10 @@ pub fn load(
 /// Whether a PT_NOTE segment holds the note `"irqlab"`, type 1 (the irqlab boot ABI).
 /// Malformed notes are simply not found.
 pub fn has_irqlab_note(b: &[u8]) -> bool {
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |o: usize| {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let u64_at = |o: usize| {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
-    };
-    let (Some(phoff), Some(phnum)) = (u64_at(32), u16_at(56)) else {
+    use super::{le_u16, le_u32, le_u64};
+    let u32_at = |o: usize| le_u32(b, o);
+    let u64_at = |o: usize| le_u64(b, o);
+    let (Some(phoff), Some(phnum)) = (u64_at(32), le_u16(b, 56)) else {
         return false;
     };
     for i in 0..usize::from(phnum).min(64) {
@@ -277,10 +271,13 @@ pub fn has_irqlab_note(b: &[u8]) -> bool {
         if u32_at(ph) != Some(4) {
             continue; // not PT_NOTE
         }
-        let (Some(off), Some(size)) = (u64_at(ph + 8), u64_at(ph + 32)) else {
+        let (Some(off), Some(size)) = (u64_at(ph.saturating_add(8)), u64_at(ph.saturating_add(32)))
+        else {
             continue;
         };
-        let (mut o, end) = (off as usize, (off.saturating_add(size)) as usize);
+        // Notes past the end of the file cannot be read anyway.
+        let end = (off.saturating_add(size) as usize).min(b.len());
+        let mut o = off as usize;
         while o + 12 <= end {
             let (Some(namesz), Some(descsz), Some(kind)) =
                 (u32_at(o), u32_at(o + 4), u32_at(o + 8))

@@ -4,7 +4,7 @@
 //! enters `startup_64` (load address + 0x200) in long mode with RSI = the zero page.
 
 use super::elf::LoadError;
-use super::{KernelImage, LoadedKernel};
+use super::{le_u16, le_u32, KernelImage, LoadedKernel};
 use crate::memory::GuestMemory;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, KernelLoader};
@@ -17,16 +17,9 @@ const HDRS: u32 = u32::from_le_bytes(*b"HdrS");
 /// `xloadflags` bit: the kernel has the legacy 64-bit entry point at 0x200.
 const XLF_KERNEL_64: u16 = 1 << 0;
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
-}
-
 /// Whether the image looks like a bzImage (boot sector flag and `HdrS`).
 pub fn is_bzimage(b: &[u8]) -> bool {
-    u16_at(b, 0x1fe) == Some(BOOT_FLAG)
-        && b.get(0x202..0x206)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-            == Some(HDRS)
+    le_u16(b, 0x1fe) == Some(BOOT_FLAG) && le_u32(b, 0x202) == Some(HDRS)
 }
 
 /// Checks what irqlab needs before any KVM work: boot protocol ≥ 2.12 with a 64-bit entry.
@@ -39,7 +32,7 @@ pub fn validate(image: &KernelImage) -> Result<(), LoadError> {
     if !is_bzimage(b) {
         return Err(bad("no boot sector flag 0xaa55 / \"HdrS\" header".into()));
     }
-    let version = u16_at(b, 0x206).unwrap_or(0);
+    let version = le_u16(b, 0x206).unwrap_or(0);
     if version < 0x020c {
         return Err(bad(format!(
             "boot protocol {}.{:02} predates the 64-bit entry irqlab uses (2.12)",
@@ -47,7 +40,7 @@ pub fn validate(image: &KernelImage) -> Result<(), LoadError> {
             version & 0xff
         )));
     }
-    if u16_at(b, 0x236).unwrap_or(0) & XLF_KERNEL_64 == 0 {
+    if le_u16(b, 0x236).unwrap_or(0) & XLF_KERNEL_64 == 0 {
         return Err(bad(
             "xloadflags lacks XLF_KERNEL_64: no 64-bit entry point".into()
         ));

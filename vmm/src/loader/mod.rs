@@ -51,6 +51,27 @@ impl KernelImage<'static> {
     }
 }
 
+/// `N` bytes at `at` of an image, or `None` past its end (images are user input: no read
+/// may panic, whatever offsets they claim).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    b.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// Little-endian u16 at `at`, `None` past the end.
+pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
+    bytes_at(b, at).map(u16::from_le_bytes)
+}
+
+/// Little-endian u32 at `at`, `None` past the end.
+pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    bytes_at(b, at).map(u32::from_le_bytes)
+}
+
+/// Little-endian u64 at `at`, `None` past the end.
+pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    bytes_at(b, at).map(u64::from_le_bytes)
+}
+
 /// The image formats irqlab loads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

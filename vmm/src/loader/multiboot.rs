@@ -7,7 +7,7 @@
 //! fields). Flag 2 (video mode) is refused: irqlab has no display.
 
 use super::elf::LoadError;
-use super::{KernelImage, LoadedKernel};
+use super::{le_u16, le_u32, KernelImage, LoadedKernel};
 use crate::memory::GuestMemory;
 use irqlab_abi::layout::KERNEL_MIN_ADDR;
 use vm_memory::{Bytes, GuestAddress};
@@ -43,21 +43,16 @@ pub struct Header {
     pub entry_addr: u32,
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at.checked_add(4)?)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-
 /// Finds the Multiboot header (magic + flags + checksum = 0).
 pub fn find_header(b: &[u8]) -> Option<Header> {
     (0..SEARCH.min(b.len()).saturating_sub(11))
         .step_by(4)
         .find_map(|o| {
-            let (magic, flags, sum) = (u32_at(b, o)?, u32_at(b, o + 4)?, u32_at(b, o + 8)?);
+            let (magic, flags, sum) = (le_u32(b, o)?, le_u32(b, o + 4)?, le_u32(b, o + 8)?);
             if magic != HEADER_MAGIC || magic.wrapping_add(flags).wrapping_add(sum) != 0 {
                 return None;
             }
-            let field = |i: usize| u32_at(b, o + 12 + 4 * i).unwrap_or(0);
+            let field = |i: usize| le_u32(b, o + 12 + 4 * i).unwrap_or(0);
             Some(Header {
                 offset: o,
                 flags,
@@ -147,18 +142,17 @@ fn elf32_plan(b: &[u8]) -> Result<Plan, String> {
     if b.get(..4) != Some(b"\x7fELF".as_slice()) || b.get(4) != Some(&1) {
         return Err("without header flag 16 the image must be ELF32".into());
     }
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    if u16_at(18) != Some(3) {
+    if le_u16(b, 18) != Some(3) {
         return Err("ELF32 image is not for i386 (e_machine 3)".into());
     }
-    let entry = u32_at(b, 24).ok_or("truncated ELF32 header")?;
-    let phoff = u32_at(b, 28).ok_or("truncated ELF32 header")? as usize;
-    let phnum = u16_at(44).ok_or("truncated ELF32 header")? as usize;
+    let entry = le_u32(b, 24).ok_or("truncated ELF32 header")?;
+    let phoff = le_u32(b, 28).ok_or("truncated ELF32 header")? as usize;
+    let phnum = le_u16(b, 44).ok_or("truncated ELF32 header")? as usize;
     let mut pieces = Vec::new();
     for i in 0..phnum.min(64) {
         let ph = phoff.saturating_add(i * 32);
         let f = |k: usize| {
-            u32_at(b, ph.saturating_add(4 * k)).ok_or(format!("program header {i} is truncated"))
+            le_u32(b, ph.saturating_add(4 * k)).ok_or(format!("program header {i} is truncated"))
         };
         if f(0)? != 1 {
             continue;
