@@ -316,11 +316,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                 source,
             })?;
         fd.set_cpuid2(&cpuid::for_vcpu(supported.clone(), id, config.vcpus))
-            .map_err(|source| BootError::Kvm {
-                ioctl: "KVM_SET_CPUID2",
-                vcpu: id,
-                source,
-            })?;
+            .map_err(BootError::kvm("KVM_SET_CPUID2", id))?;
         // Application processors stay in KVM's wait-for-SIPI state until the guest starts them;
         // the boot CPU is entered below, once the boot structures are written.
         vcpus.push(Vcpu {

@@ -250,6 +250,22 @@ fn number_before(text: &str, suffix: &str) -> Option<f64> {
         .ok()
 }
 
+/// The rate a guest result line reports: "…, measured 998.4 Hz (…)" (timer) or
+/// "…, 999.9 Hz measured" (msi); NaN if there is none.
+fn measured_hz(detail: &str) -> f64 {
+    number_before(detail, " Hz measured")
+        .or_else(|| {
+            detail
+                .split("measured ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn window(console: &str, name: &str, marks: &[Mark]) -> Option<(u64, irqlab::stats::ExitCounts)> {
     let n = console.lines().find_map(|l| {
         l.strip_prefix(&format!("BENCH {name} window_interrupts="))?
@@ -307,18 +323,7 @@ fn irq(a: &IrqArgs) -> anyhow::Result<()> {
                         r.outcome
                     );
                 };
-                // "…, measured 998.4 Hz (…)" (timer) or "…, 999.9 Hz measured" (msi).
-                let achieved = number_before(detail, " Hz measured")
-                    .or_else(|| {
-                        detail
-                            .split("measured ")
-                            .nth(1)?
-                            .split(' ')
-                            .next()?
-                            .parse()
-                            .ok()
-                    })
-                    .unwrap_or(f64::NAN);
+                let achieved = measured_hz(detail);
                 let (raised, handled, missed) = if path == "pit" {
                     let handled = detail
                         .split(' ')
@@ -388,17 +393,7 @@ fn traced(
     let console = String::from_utf8_lossy(&r.console).into_owned();
     let (_, detail) = result(&console, result_name)
         .ok_or_else(|| anyhow::anyhow!("no {result_name} result:\n{console}"))?;
-    let rate = number_before(detail, " Hz measured")
-        .or_else(|| {
-            detail
-                .split("measured ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(f64::NAN);
+    let rate = measured_hz(detail);
     Ok((rate, r.exits.total(), r.trace))
 }
 

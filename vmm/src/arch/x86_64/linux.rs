@@ -79,13 +79,7 @@ pub fn write_boot(
 
 /// Long mode at `entry` with Linux's selectors and RSI = the zero page.
 pub fn set_regs(vcpu: &VcpuFd, entry: u64, cr3: u64, gdt_limit: u16) -> Result<(), BootError> {
-    let kvm = |ioctl| {
-        move |source| BootError::Kvm {
-            ioctl,
-            vcpu: 0,
-            source,
-        }
-    };
+    let kvm = |ioctl| BootError::kvm(ioctl, 0);
     let table = gdt();
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let data = kvm_segment_in(&table, BOOT_DS);

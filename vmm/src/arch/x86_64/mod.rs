@@ -35,3 +35,14 @@ pub enum BootError {
         source: kvm_ioctls::Error,
     },
 }
+
+impl BootError {
+    /// A `map_err` adapter for a failed vCPU `ioctl` on `vcpu`.
+    pub fn kvm(ioctl: &'static str, vcpu: u8) -> impl Fn(kvm_ioctls::Error) -> BootError {
+        move |source| BootError::Kvm {
+            ioctl,
+            vcpu,
+            source,
+        }
+    }
+}

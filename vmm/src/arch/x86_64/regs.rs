@@ -22,13 +22,7 @@ pub fn set_long_mode(
     cr3: u64,
     gdt_limit: u16,
 ) -> Result<(), BootError> {
-    let kvm = |ioctl| {
-        move |source| BootError::Kvm {
-            ioctl,
-            vcpu: id,
-            source,
-        }
-    };
+    let kvm = |ioctl| BootError::kvm(ioctl, id);
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let (code, data, tss) = gdt::entry_segments();
     sregs.cs = code;
@@ -87,13 +81,7 @@ pub fn set_protected_mode(
     eax: u32,
     ebx: u64,
 ) -> Result<(), BootError> {
-    let kvm = |ioctl| {
-        move |source| BootError::Kvm {
-            ioctl,
-            vcpu: id,
-            source,
-        }
-    };
+    let kvm = |ioctl| BootError::kvm(ioctl, id);
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let flat = |selector: u16, type_: u8| kvm_bindings::kvm_segment {
         base: 0,
