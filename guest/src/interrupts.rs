@@ -63,10 +63,7 @@ pub fn handle(frame: &mut Frame, stub_tsc: u64) {
         (true, t) => t,
     };
     let cpu = crate::percpu::cpu_index();
-    if let Some(c) = COUNTS.get(cpu) {
-        c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
-    }
-    if !run_handler(vector, frame) {
+    if !run_handler(cpu, vector, frame) {
         LAST_UNEXPECTED.store(frame.vector, Ordering::Relaxed);
         crate::println!(
             "unexpected interrupt: vector {} at rip={:#x}",
@@ -88,16 +85,16 @@ pub fn handle(frame: &mut Frame, stub_tsc: u64) {
 
 /// Runs the handler of a vector harvested from a posted-interrupt descriptor (no EOI: the
 /// notification takes the only one). Counted like a delivered vector.
-pub fn dispatch_posted(vector: u8, frame: &mut Frame) {
-    let cpu = crate::percpu::cpu_index();
+pub fn dispatch_posted(cpu: usize, vector: u8, frame: &mut Frame) {
+    run_handler(cpu, vector, frame);
+}
+
+/// Counts `vector` on `cpu` and runs its registered handler; false (and counted as
+/// unexpected) if there is none.
+fn run_handler(cpu: usize, vector: u8, frame: &mut Frame) -> bool {
     if let Some(c) = COUNTS.get(cpu) {
         c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
     }
-    run_handler(vector, frame);
-}
-
-/// Runs `vector`'s registered handler; false (and counted as unexpected) if there is none.
-fn run_handler(vector: u8, frame: &mut Frame) -> bool {
     let h = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
     if h == 0 {
         UNEXPECTED.fetch_add(1, Ordering::Relaxed);

@@ -53,7 +53,7 @@ pub fn harvest(cpu: usize, frame: &mut Frame) -> u64 {
             let b = bits.trailing_zeros() as u64;
             bits &= bits - 1;
             n += 1;
-            crate::interrupts::dispatch_posted((w as u64 * 64 + b) as u8, frame);
+            crate::interrupts::dispatch_posted(cpu, (w as u64 * 64 + b) as u8, frame);
         }
     }
     DISPATCHED.fetch_add(n, Ordering::Relaxed);
