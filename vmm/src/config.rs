@@ -46,8 +46,9 @@ impl IrqchipMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BootProtocol {
-    /// irqlab native if the image carries irqlab's ABI note, else PVH if it has a PVH
-    /// note, else irqlab native.
+    /// From the image: a bzImage, or an ELF64 with a `"Linux"` note → linux; an ELF64 with
+    /// irqlab's ABI note → native; else a PVH note → pvh; a Multiboot header → multiboot;
+    /// else native.
     #[default]
     Auto,
     /// 64-bit long mode with irqlab's boot info in RDI (`docs/guest-abi.md`).
@@ -56,6 +57,8 @@ pub enum BootProtocol {
     Pvh,
     /// Multiboot v1: 32-bit protected mode, EAX = 0x2BADB002, Multiboot info in EBX.
     Multiboot,
+    /// Linux's 64-bit boot protocol (bzImage or vmlinux): long mode, zero page in RSI.
+    Linux,
 }
 
 /// The guest kernel to boot.

@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod boot;
 pub mod config;
 pub mod console;
 pub mod device_manager;

@@ -6,7 +6,7 @@
 //! (event-manager) that waits for the end of the run: a guest exit or fault reported by a vCPU
 //! thread, the watchdog timer, or SIGINT/SIGTERM.
 
-use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, pvh, regs, BootError};
+use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, BootError};
 use crate::config::{BootProtocol, IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{DeviceError, Devices, IrqWiring};
@@ -18,7 +18,7 @@ use crate::stats::{ExitCounts, Mark};
 use crate::trace::ring::RingReader;
 use crate::trace::{Source as TraceSource, TraceDrain, TraceMode, TracedLine, TracedSink, Tracer};
 use crate::vcpu::{StopControl, Vcpu};
-use crate::{host, memory, vm};
+use crate::{boot, host, memory, vm};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use irqlab_devices::ioapic::PinStats;
 use irqlab_devices::pit::TickStats;
@@ -357,17 +357,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             source,
         })?;
     }
-    let pvh_entry = match (config.boot, kernel.pvh_entry) {
-        (BootProtocol::Native | BootProtocol::Multiboot, _) => None,
-        (BootProtocol::Pvh, Some(e)) => Some(e),
-        (BootProtocol::Pvh, None) => {
-            return Err(SetupError::Kernel(elf::LoadError::Unsupported {
-                name: image.name.clone(),
-                problem: "boot = \"pvh\" needs a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY note); the image has none".into(),
-            }))
-        }
-        (BootProtocol::Auto, e) => e.filter(|_| !kernel.irqlab_note),
-    };
+    let entry = boot::choose(config.boot, format, &kernel, linux_header, &image.name)?;
     let facts = boot_info::BootFacts {
         host: host_kind,
         vcpus: config.vcpus,
@@ -379,111 +369,18 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         trace_ring,
         posted: Some(posted),
     };
-    match pvh_entry {
-        None if format == Format::BzImage => {
-            let ram_end = trace_ring.map_or(posted.0, |r| r.0).min(posted.0);
-            let initrd = match &config.initrd {
-                Some(path) => {
-                    let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    let size = bytes.len() as u64;
-                    let addr = ram_end.saturating_sub(size) & !0xfff;
-                    if addr < kernel.end.next_multiple_of(4096) {
-                        return Err(SetupError::InitrdTooBig {
-                            path: path.clone(),
-                            size,
-                        });
-                    }
-                    vm_memory::Bytes::write_slice(&mem, &bytes, vm_memory::GuestAddress(addr))
-                        .map_err(|source| BootError::Memory {
-                            what: "initrd",
-                            addr,
-                            source,
-                        })?;
-                    Some((addr, size))
-                }
-                None => None,
-            };
-            let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
-            let hdr = linux_header.unwrap_or_default();
-            let limit =
-                crate::arch::x86_64::linux::write_boot(&mem, hdr, &config.cmdline, &ram, initrd)?;
-            crate::arch::x86_64::linux::set_regs(&vcpus[0].fd, kernel.entry, cr3, limit)?;
-        }
-        None if format == Format::Multiboot => {
-            let ram: Vec<(u64, u64)> = std::iter::once((0, 0xa0000))
-                .chain(
-                    boot_info::mem_map(&facts)
-                        .iter()
-                        .filter(|e| {
-                            e.addr >= 1 << 20 && e.kind != irqlab_abi::boot_info::MEM_SHARED
-                        })
-                        .map(|e| (e.addr, e.size)),
-                )
-                .collect();
-            // One contiguous range from 1 MiB (kernel + RAM) for mem_upper.
-            let upper_end = ram
-                .iter()
-                .skip(1)
-                .map(|r| r.0 + r.1)
-                .max()
-                .unwrap_or(1 << 20);
-            let ram = [ram[0], (1 << 20, upper_end - (1 << 20))];
-            let mut files = Vec::new();
-            for path in &config.modules {
-                let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
-                    path: path.clone(),
-                    source,
-                })?;
-                files.push((path.display().to_string(), bytes));
-            }
-            // Module names go after the command line, inside the command-line page.
-            let strings_at = irqlab_abi::layout::CMDLINE + config.cmdline.len() as u64 + 1;
-            let modules = multiboot::load_modules(&mem, &files, kernel.end, strings_at, upper_end)
-                .map_err(|problem| elf::LoadError::Unsupported {
-                    name: image.name.clone(),
-                    problem,
-                })?;
-            let info = multiboot::write_info(
-                &mem,
-                irqlab_abi::layout::BOOT_INFO,
-                irqlab_abi::layout::CMDLINE,
-                &config.cmdline,
-                &ram,
-                &modules,
-            )
-            .map_err(|source| BootError::Memory {
-                what: "Multiboot information",
-                addr: irqlab_abi::layout::BOOT_INFO,
-                source,
-            })?;
-            regs::set_protected_mode(
-                &vcpus[0].fd,
-                0,
-                kernel.entry,
-                multiboot::BOOTLOADER_MAGIC,
-                info,
-            )?;
-        }
-        None => {
-            boot_info::write(&mem, &facts)?;
-            regs::set_long_mode(&vcpus[0].fd, 0, kernel.entry, cr3, gdt_limit)?;
-        }
-        Some(entry) => {
-            // PVH has no field for the host kind; the irqlab guest reads `host=` from its
-            // command line (appended for kernels with irqlab's note, unless the user gave one).
-            let mut cmdline = config.cmdline.clone();
-            if kernel.irqlab_note && !cmdline.split(' ').any(|w| w.starts_with("host=")) {
-                cmdline = format!("{cmdline} host={}", host_kind.name())
-                    .trim()
-                    .to_string();
-            }
-            let start_info = pvh::write(&mem, &boot_info::mem_map(&facts), &cmdline)?;
-            regs::set_protected_mode(&vcpus[0].fd, 0, entry, 0, start_info)?;
-        }
-    }
+    boot::enter(
+        entry,
+        &boot::EntryContext {
+            mem: &mem,
+            vcpu: &vcpus[0].fd,
+            config,
+            facts: &facts,
+            kernel_name: &image.name,
+            cr3,
+            gdt_limit,
+        },
+    )?;
     let tracer = match (&config.trace, trace_ring) {
         (Some(t), Some((addr, _))) => {
             let mode = match t.mode {

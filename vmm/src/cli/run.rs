@@ -39,8 +39,8 @@ pub struct RunArgs {
     /// doorbell exit per interrupt, exact per-interrupt KVM statistics).
     #[arg(long, value_enum, value_name = "MODE")]
     trace_mode: Option<TraceModeArg>,
-    /// Boot protocol: auto (irqlab note → native, PVH note → pvh, Multiboot header →
-    /// multiboot), native, pvh, multiboot.
+    /// Boot protocol: auto (bzImage or Linux note → linux, irqlab note → native, PVH note →
+    /// pvh, Multiboot header → multiboot), native, pvh, multiboot, linux.
     #[arg(long, value_enum)]
     boot: Option<BootArg>,
     /// Initial ramdisk for a Linux kernel.
@@ -57,6 +57,7 @@ enum BootArg {
     Native,
     Pvh,
     Multiboot,
+    Linux,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -95,6 +96,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
             BootArg::Native => irqlab::config::BootProtocol::Native,
             BootArg::Pvh => irqlab::config::BootProtocol::Pvh,
             BootArg::Multiboot => irqlab::config::BootProtocol::Multiboot,
+            BootArg::Linux => irqlab::config::BootProtocol::Linux,
         }),
         trace_mode: args.trace_mode.map(|m| match m {
             TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,

@@ -69,14 +69,16 @@ pub enum LoadError {
     },
 }
 
+// Header fields are read only after the length checks; a short read yields 0, which every
+// check below rejects.
 fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
+    super::le_u16(b, at).unwrap_or(0)
 }
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]))
+    super::le_u32(b, at).unwrap_or(0)
 }
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+    super::le_u64(b, at).unwrap_or(0)
 }
 
 /// One PT_LOAD segment, as checked.
@@ -253,18 +255,28 @@ pub fn load(
         start,
         end,
         pvh_entry,
-        irqlab_note: has_irqlab_note(&image.bytes),
+        notes: notes(&image.bytes),
     })
 }
 
-/// Whether a PT_NOTE segment holds the note `"irqlab"`, type 1 (the irqlab boot ABI).
-/// Malformed notes are simply not found.
-pub fn has_irqlab_note(b: &[u8]) -> bool {
+/// The ELF notes irqlab acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Note `"irqlab"`, type 1: the image implements irqlab's boot ABI (native entry).
+    pub irqlab: bool,
+    /// Any note owned by `"Linux"` (every vmlinux since 2.6 has one): a Linux kernel, entered
+    /// through the 64-bit boot protocol.
+    pub linux: bool,
+}
+
+/// Scans the PT_NOTE segments. Malformed notes are simply not found.
+pub fn notes(b: &[u8]) -> Notes {
     use super::{le_u16, le_u32, le_u64};
     let u32_at = |o: usize| le_u32(b, o);
     let u64_at = |o: usize| le_u64(b, o);
+    let mut found = Notes::default();
     let (Some(phoff), Some(phnum)) = (u64_at(32), le_u16(b, 56)) else {
-        return false;
+        return found;
     };
     for i in 0..usize::from(phnum).min(64) {
         let ph = (phoff as usize).saturating_add(i * PHDR_SIZE);
@@ -278,20 +290,22 @@ pub fn has_irqlab_note(b: &[u8]) -> bool {
         // Notes past the end of the file cannot be read anyway.
         let end = (off.saturating_add(size) as usize).min(b.len());
         let mut o = off as usize;
-        while o + 12 <= end {
+        while o.saturating_add(12) <= end {
             let (Some(namesz), Some(descsz), Some(kind)) =
                 (u32_at(o), u32_at(o + 4), u32_at(o + 8))
             else {
                 break;
             };
-            let name = b.get(o + 12..o + 12 + namesz as usize);
-            if kind == 1 && name == Some(b"irqlab\0".as_slice()) {
-                return true;
-            }
-            o += 12 + (namesz as usize).next_multiple_of(4) + (descsz as usize).next_multiple_of(4);
+            let name = b.get(o + 12..(o + 12).saturating_add(namesz as usize));
+            found.irqlab |= kind == 1 && name == Some(b"irqlab\0".as_slice());
+            found.linux |= name == Some(b"Linux\0".as_slice());
+            o = o
+                .saturating_add(12)
+                .saturating_add((namesz as usize).next_multiple_of(4))
+                .saturating_add((descsz as usize).next_multiple_of(4));
         }
     }
-    false
+    found
 }
 
 /// Builds a minimal ELF64 image for tests: one PT_LOAD of `code` at `paddr`.
@@ -397,14 +411,45 @@ mod tests {
     }
 
     #[test]
-    fn the_irqlab_note_is_found_only_in_a_pt_note_segment() {
-        assert!(has_irqlab_note(crate::BUILTIN_GUEST));
-        assert!(!has_irqlab_note(&tiny_elf(2, 62, 0x10_0000, 0, &[0xf4])));
+    fn notes_are_found_only_in_a_pt_note_segment() {
+        let guest = notes(crate::BUILTIN_GUEST);
+        assert!(guest.irqlab && !guest.linux, "{guest:?}");
+        assert_eq!(
+            notes(&tiny_elf(2, 62, 0x10_0000, 0, &[0xf4])),
+            Notes::default()
+        );
         // Truncated and garbage images: not found, no panic.
         for n in [0, 10, 64, 100, 200] {
-            assert!(!has_irqlab_note(&crate::BUILTIN_GUEST[..n]));
+            assert_eq!(notes(&crate::BUILTIN_GUEST[..n]), Notes::default());
         }
-        assert!(!has_irqlab_note(&[0xff; 256]));
+        assert_eq!(notes(&[0xff; 256]), Notes::default());
+    }
+
+    #[test]
+    fn a_linux_note_marks_a_vmlinux() {
+        // A PT_NOTE segment holding one note as Linux's ELFNOTE() macro emits it.
+        let mut b = tiny_elf(2, 62, 0x10_0000, 0, &[0xf4]);
+        let note_off = b.len() as u64;
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.extend_from_slice(&4u32.to_le_bytes());
+        b.extend_from_slice(&0x100u32.to_le_bytes());
+        b.extend_from_slice(b"Linux\0\0\0");
+        b.extend_from_slice(&[0; 4]);
+        let ph_off = b.len();
+        b.extend_from_slice(&[0; PHDR_SIZE]);
+        b[ph_off..ph_off + 4].copy_from_slice(&4u32.to_le_bytes());
+        b[ph_off + 8..ph_off + 16].copy_from_slice(&note_off.to_le_bytes());
+        b[ph_off + 32..ph_off + 40].copy_from_slice(&24u64.to_le_bytes());
+        // Point the ELF header at a two-entry table: copy the PT_LOAD header in front.
+        let load = b[EHDR_SIZE..EHDR_SIZE + PHDR_SIZE].to_vec();
+        b.splice(ph_off..ph_off, load);
+        b[32..40].copy_from_slice(&(ph_off as u64).to_le_bytes());
+        b[56..58].copy_from_slice(&2u16.to_le_bytes());
+        let found = notes(&b);
+        assert!(found.linux && !found.irqlab, "{found:?}");
+        // A huge note size in a hostile image stops the scan instead of overflowing.
+        b[note_off as usize..note_off as usize + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(!notes(&b).linux);
     }
 
     #[test]

@@ -5,15 +5,12 @@
 
 use super::elf::LoadError;
 use super::{le_u16, le_u32, KernelImage, LoadedKernel};
+use crate::arch::x86_64::linux::{BOOT_FLAG, HDRS};
 use crate::memory::GuestMemory;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, KernelLoader};
 use std::io::Cursor;
 
-/// `boot_flag` at 0x1fe.
-const BOOT_FLAG: u16 = 0xaa55;
-/// `"HdrS"` at 0x202.
-const HDRS: u32 = u32::from_le_bytes(*b"HdrS");
 /// `xloadflags` bit: the kernel has the legacy 64-bit entry point at 0x200.
 const XLF_KERNEL_64: u16 = 1 << 0;
 
@@ -70,7 +67,7 @@ pub fn load(
             start,
             end: r.kernel_end,
             pvh_entry: None,
-            irqlab_note: false,
+            notes: super::elf::Notes::default(),
         },
         hdr,
     ))

@@ -17,8 +17,8 @@ pub struct LoadedKernel {
     pub end: u64,
     /// The PVH 32-bit entry (`XEN_ELFNOTE_PHYS32_ENTRY`), if the image has one.
     pub pvh_entry: Option<u64>,
-    /// The image carries irqlab's ABI note (native entry).
-    pub irqlab_note: bool,
+    /// The ELF notes that pick the boot protocol (none for other formats).
+    pub notes: elf::Notes,
 }
 
 /// A kernel image's bytes and a name for error messages.

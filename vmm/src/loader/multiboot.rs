@@ -214,7 +214,7 @@ pub fn load(
         start,
         end,
         pvh_entry: None,
-        irqlab_note: false,
+        notes: super::elf::Notes::default(),
     })
 }
 

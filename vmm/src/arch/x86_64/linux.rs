@@ -1,5 +1,6 @@
-//! Entering a Linux kernel: its own GDT layout (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), the
-//! zero page, and long-mode registers with RSI = the zero page.
+//! Entering a Linux kernel through the 64-bit boot protocol (Documentation/arch/x86/boot.rst):
+//! its own GDT layout (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), the zero page written by
+//! linux-loader's `LinuxBootConfigurator`, and long-mode registers with RSI = the zero page.
 
 use super::gdt::kvm_segment_in;
 use super::BootError;
@@ -7,6 +8,8 @@ use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, CMDLINE};
 use irqlab_x86::segment::{self, Ring};
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::VcpuFd;
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_params, setup_header};
 use vm_memory::{Bytes, GuestAddress};
 
@@ -20,6 +23,23 @@ const LOADER_UNDEFINED: u8 = 0xff;
 /// `loadflags`: CAN_USE_HEAP.
 const CAN_USE_HEAP: u8 = 0x80;
 const E820_RAM: u32 = 1;
+/// `boot_flag` at 0x1fe of a bzImage.
+pub const BOOT_FLAG: u16 = 0xaa55;
+/// `"HdrS"`.
+pub const HDRS: u32 = u32::from_le_bytes(*b"HdrS");
+/// x86-64 kernels are aligned (and, unless relocated, linked) at 16 MiB.
+const KERNEL_ALIGNMENT: u32 = 0x100_0000;
+
+/// The setup header a vmlinux would have had in front of it: a vmlinux has none, so the
+/// loader supplies the fields the kernel checks (as a bzImage's would read).
+pub fn vmlinux_header() -> setup_header {
+    setup_header {
+        boot_flag: BOOT_FLAG,
+        header: HDRS,
+        kernel_alignment: KERNEL_ALIGNMENT,
+        ..Default::default()
+    }
+}
 
 fn gdt() -> [u64; 6] {
     let [tss_low, tss_high] = segment::tss64(0, 0x67, segment::SYSTEM_TYPE_TSS_BUSY);
@@ -72,8 +92,11 @@ pub fn write_boot(
         params.e820_table[i].r#type = E820_RAM;
         params.e820_entries = i as u8 + 1;
     }
-    mem.write_obj(params, GuestAddress(ZERO_PAGE))
-        .map_err(err("zero page", ZERO_PAGE))?;
+    LinuxBootConfigurator::write_bootparams(
+        &BootParams::new(&params, GuestAddress(ZERO_PAGE)),
+        mem,
+    )
+    .map_err(BootError::ZeroPage)?;
     Ok((table.len() * 8 - 1) as u16)
 }
 

@@ -23,6 +23,9 @@ pub enum BootError {
         #[source]
         source: vm_memory::GuestMemoryError,
     },
+    /// linux-loader could not write the Linux zero page.
+    #[error("cannot write the Linux zero page at guest address {zero_page:#x}: {0}", zero_page = linux::ZERO_PAGE)]
+    ZeroPage(linux_loader::configurator::Error),
     /// A KVM vCPU ioctl failed while setting up registers.
     #[error("{ioctl} failed on vCPU {vcpu}: {source}")]
     Kvm {

@@ -1,0 +1,307 @@
+//! Boot protocols: which one enters a loaded kernel, and writing what it needs.
+//!
+//! | protocol  | images                         | entry state                                   |
+//! |-----------|--------------------------------|-----------------------------------------------|
+//! | native    | ELF64 (irqlab note)            | long mode, irqlab boot info in RDI            |
+//! | pvh       | ELF64 with a PVH note          | 32-bit protected mode, `hvm_start_info` in EBX |
+//! | multiboot | ELF32 / a.out kludge           | 32-bit protected mode, Multiboot info in EBX  |
+//! | linux     | bzImage, vmlinux (Linux note)  | long mode, zero page (`boot_params`) in RSI   |
+
+use crate::arch::x86_64::{boot_info, linux, pvh, regs, BootError};
+use crate::config::{BootProtocol, VmConfig};
+use crate::loader::elf::LoadError;
+use crate::loader::{multiboot, Format, LoadedKernel};
+use crate::machine::SetupError;
+use crate::memory::GuestMemory;
+use kvm_ioctls::VcpuFd;
+use linux_loader::loader::bootparam::setup_header;
+
+/// How the boot CPU enters the kernel.
+#[derive(Clone, Copy, Debug)]
+pub enum Entry {
+    /// irqlab's own ABI.
+    Native,
+    /// PVH at this 32-bit entry point.
+    Pvh(u64),
+    /// Multiboot v1.
+    Multiboot,
+    /// Linux's 64-bit boot protocol with this setup header (a bzImage's own, or a synthesized
+    /// one for a vmlinux).
+    Linux(setup_header),
+}
+
+/// Picks the entry for `protocol` (`Auto` decides from the image), or names why the image
+/// cannot be entered that way.
+pub fn choose(
+    protocol: BootProtocol,
+    format: Format,
+    kernel: &LoadedKernel,
+    bz_header: Option<setup_header>,
+    name: &str,
+) -> Result<Entry, LoadError> {
+    let refuse = |problem: &str| {
+        Err(LoadError::Unsupported {
+            name: name.to_string(),
+            problem: problem.to_string(),
+        })
+    };
+    let linux = || Entry::Linux(bz_header.unwrap_or_else(linux::vmlinux_header));
+    match (protocol, format) {
+        (_, Format::Multiboot) => Ok(Entry::Multiboot),
+        (BootProtocol::Auto | BootProtocol::Linux, Format::BzImage) => Ok(linux()),
+        (_, Format::BzImage) => {
+            refuse("a bzImage boots only through the Linux boot protocol (boot = \"linux\")")
+        }
+        (BootProtocol::Linux, Format::Elf64) => Ok(linux()),
+        (BootProtocol::Native, Format::Elf64) => Ok(Entry::Native),
+        (BootProtocol::Pvh, Format::Elf64) => match kernel.pvh_entry {
+            Some(e) => Ok(Entry::Pvh(e)),
+            None => refuse(
+                "boot = \"pvh\" needs a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY note); the image has none",
+            ),
+        },
+        (BootProtocol::Multiboot, Format::Elf64) => {
+            unreachable!("loader::detect returns Multiboot when it is asked for")
+        }
+        (BootProtocol::Auto, Format::Elf64) => Ok(if kernel.notes.irqlab {
+            Entry::Native
+        } else if kernel.notes.linux {
+            linux()
+        } else if let Some(e) = kernel.pvh_entry {
+            Entry::Pvh(e)
+        } else {
+            Entry::Native
+        }),
+    }
+}
+
+/// What entering a kernel needs besides the entry itself.
+pub struct EntryContext<'a> {
+    /// Guest memory.
+    pub mem: &'a GuestMemory,
+    /// The boot CPU.
+    pub vcpu: &'a VcpuFd,
+    /// The run's config (command line, initrd, modules).
+    pub config: &'a VmConfig,
+    /// Memory layout and the loaded kernel.
+    pub facts: &'a boot_info::BootFacts<'a>,
+    /// The kernel image's name, for errors.
+    pub kernel_name: &'a str,
+    /// The identity-mapping page tables.
+    pub cr3: u64,
+    /// irqlab's boot GDT limit.
+    pub gdt_limit: u16,
+}
+
+/// Writes the boot structures `entry` needs and puts the boot CPU at the kernel's entry.
+pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
+    let facts = cx.facts;
+    let kernel = facts.kernel;
+    match entry {
+        Entry::Native => {
+            boot_info::write(cx.mem, facts)?;
+            regs::set_long_mode(cx.vcpu, 0, kernel.entry, cx.cr3, cx.gdt_limit)?;
+        }
+        Entry::Pvh(at) => {
+            // PVH has no field for the host kind; the irqlab guest reads `host=` from its
+            // command line (appended for kernels with irqlab's note, unless the user gave one).
+            let mut cmdline = cx.config.cmdline.clone();
+            if kernel.notes.irqlab && !cmdline.split(' ').any(|w| w.starts_with("host=")) {
+                cmdline = format!("{cmdline} host={}", facts.host.name())
+                    .trim()
+                    .to_string();
+            }
+            let start_info = pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline)?;
+            regs::set_protected_mode(cx.vcpu, 0, at, 0, start_info)?;
+        }
+        Entry::Multiboot => enter_multiboot(cx)?,
+        Entry::Linux(hdr) => {
+            let ram_end = usable_ram_end(facts);
+            let initrd = match &cx.config.initrd {
+                Some(path) => Some(load_initrd(cx.mem, path, kernel.end, ram_end)?),
+                None => None,
+            };
+            let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
+            let limit = linux::write_boot(cx.mem, hdr, &cx.config.cmdline, &ram, initrd)?;
+            linux::set_regs(cx.vcpu, kernel.entry, cx.cr3, limit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Guest RAM below the regions shared with the VMM (trace ring, posted descriptors).
+fn usable_ram_end(facts: &boot_info::BootFacts) -> u64 {
+    [facts.trace_ring, facts.posted]
+        .iter()
+        .flatten()
+        .map(|r| r.0)
+        .min()
+        .unwrap_or(facts.mem_size)
+}
+
+/// Places the initrd page-aligned at the top of usable RAM, above the kernel.
+fn load_initrd(
+    mem: &GuestMemory,
+    path: &std::path::Path,
+    kernel_end: u64,
+    ram_end: u64,
+) -> Result<(u64, u64), SetupError> {
+    let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let size = bytes.len() as u64;
+    let addr = ram_end.saturating_sub(size) & !0xfff;
+    if size > ram_end || addr < kernel_end.next_multiple_of(4096) {
+        return Err(SetupError::InitrdTooBig {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    vm_memory::Bytes::write_slice(mem, &bytes, vm_memory::GuestAddress(addr)).map_err(
+        |source| BootError::Memory {
+            what: "initrd",
+            addr,
+            source,
+        },
+    )?;
+    Ok((addr, size))
+}
+
+fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
+    let (facts, config) = (cx.facts, cx.config);
+    let ram: Vec<(u64, u64)> = std::iter::once((0, 0xa0000))
+        .chain(
+            boot_info::mem_map(facts)
+                .iter()
+                .filter(|e| e.addr >= 1 << 20 && e.kind != irqlab_abi::boot_info::MEM_SHARED)
+                .map(|e| (e.addr, e.size)),
+        )
+        .collect();
+    // One contiguous range from 1 MiB (kernel + RAM) for mem_upper.
+    let upper_end = ram
+        .iter()
+        .skip(1)
+        .map(|r| r.0 + r.1)
+        .max()
+        .unwrap_or(1 << 20);
+    let ram = [ram[0], (1 << 20, upper_end - (1 << 20))];
+    let mut files = Vec::new();
+    for path in &config.modules {
+        let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
+            path: path.clone(),
+            source,
+        })?;
+        files.push((path.display().to_string(), bytes));
+    }
+    // Module names go after the command line, inside the command-line page.
+    let strings_at = irqlab_abi::layout::CMDLINE + config.cmdline.len() as u64 + 1;
+    let modules = multiboot::load_modules(cx.mem, &files, facts.kernel.end, strings_at, upper_end)
+        .map_err(|problem| LoadError::Unsupported {
+            name: cx.kernel_name.to_string(),
+            problem,
+        })?;
+    let info = multiboot::write_info(
+        cx.mem,
+        irqlab_abi::layout::BOOT_INFO,
+        irqlab_abi::layout::CMDLINE,
+        &config.cmdline,
+        &ram,
+        &modules,
+    )
+    .map_err(|source| BootError::Memory {
+        what: "Multiboot information",
+        addr: irqlab_abi::layout::BOOT_INFO,
+        source,
+    })?;
+    regs::set_protected_mode(
+        cx.vcpu,
+        0,
+        facts.kernel.entry,
+        multiboot::BOOTLOADER_MAGIC,
+        info,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::elf::Notes;
+
+    fn kernel(irqlab: bool, linux: bool, pvh: Option<u64>) -> LoadedKernel {
+        LoadedKernel {
+            entry: 0x100_0000,
+            start: 0x100_0000,
+            end: 0x200_0000,
+            pvh_entry: pvh,
+            notes: Notes { irqlab, linux },
+        }
+    }
+
+    fn pick(p: BootProtocol, f: Format, k: LoadedKernel) -> Result<&'static str, String> {
+        choose(p, f, &k, None, "k")
+            .map(|e| match e {
+                Entry::Native => "native",
+                Entry::Pvh(_) => "pvh",
+                Entry::Multiboot => "multiboot",
+                Entry::Linux(_) => "linux",
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auto_follows_the_image() {
+        use BootProtocol::Auto;
+        let elf = Format::Elf64;
+        // The irqlab guest has both its own note and a PVH note: native wins.
+        assert_eq!(
+            pick(Auto, elf, kernel(true, false, Some(0x10_0000))),
+            Ok("native")
+        );
+        // A vmlinux has a Linux note and (often) a PVH note: the Linux boot protocol wins.
+        assert_eq!(
+            pick(Auto, elf, kernel(false, true, Some(0x10_0000))),
+            Ok("linux")
+        );
+        assert_eq!(
+            pick(Auto, elf, kernel(false, false, Some(0x10_0000))),
+            Ok("pvh")
+        );
+        assert_eq!(pick(Auto, elf, kernel(false, false, None)), Ok("native"));
+        assert_eq!(
+            pick(Auto, Format::BzImage, kernel(false, false, None)),
+            Ok("linux")
+        );
+        assert_eq!(
+            pick(Auto, Format::Multiboot, kernel(false, false, None)),
+            Ok("multiboot")
+        );
+    }
+
+    #[test]
+    fn an_explicit_protocol_wins_or_names_the_problem() {
+        let vmlinux = kernel(false, true, Some(0x10_0000));
+        assert_eq!(pick(BootProtocol::Pvh, Format::Elf64, vmlinux), Ok("pvh"));
+        assert_eq!(
+            pick(BootProtocol::Native, Format::Elf64, vmlinux),
+            Ok("native")
+        );
+        assert_eq!(
+            pick(
+                BootProtocol::Linux,
+                Format::Elf64,
+                kernel(false, false, None)
+            ),
+            Ok("linux")
+        );
+        let no_pvh = pick(BootProtocol::Pvh, Format::Elf64, kernel(false, false, None));
+        assert!(no_pvh.unwrap_err().contains("XEN_ELFNOTE_PHYS32_ENTRY"));
+        let bz = pick(
+            BootProtocol::Pvh,
+            Format::BzImage,
+            kernel(false, false, None),
+        );
+        assert!(bz.unwrap_err().starts_with("k: a bzImage boots only"));
+    }
+}
