@@ -2,7 +2,8 @@
 //!
 //! Output cost matters here: every port access is a VM exit. The driver enables the 16-byte
 //! transmit FIFO and checks the Line Status Register's THRE bit only once per 16 bytes, so a
-//! line of text costs about one exit per byte instead of two.
+//! line of text costs about one exit per byte instead of two, and sends each batch with one
+//! `rep outsb`.
 
 use crate::port;
 use core::fmt;
@@ -36,17 +37,25 @@ pub fn init() {
     }
 }
 
-fn put(byte: u8) {
-    if ROOM.load(Ordering::Relaxed) == 0 {
-        // SAFETY: reading LSR has no side effects on the transmitter.
-        while unsafe { port::inb(COM1 + LSR) } & LSR_THRE == 0 {
-            core::hint::spin_loop();
+/// Sends `bytes` (at most the FIFO depth at a time, checking THRE before each batch) with
+/// `rep outsb`: one instruction for the whole batch, so on hosts that emulate every guest
+/// instruction a byte costs its VM exit and little else (a byte-at-a-time loop cost ~2.5×).
+fn send(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let mut room = ROOM.load(Ordering::Relaxed);
+        if room == 0 {
+            // SAFETY: reading LSR has no side effects on the transmitter.
+            while unsafe { port::inb(COM1 + LSR) } & LSR_THRE == 0 {
+                core::hint::spin_loop();
+            }
+            room = FIFO_DEPTH;
         }
-        ROOM.store(FIFO_DEPTH, Ordering::Relaxed);
+        let n = bytes.len().min(room as usize);
+        // SAFETY: THRE was seen and the FIFO has room for `n` bytes.
+        unsafe { port::outsb(COM1 + THR, &bytes[..n]) };
+        ROOM.store(room - n as u32, Ordering::Relaxed);
+        bytes = &bytes[n..];
     }
-    ROOM.fetch_sub(1, Ordering::Relaxed);
-    // SAFETY: THRE was seen and the FIFO has room.
-    unsafe { port::outb(COM1 + THR, byte) };
 }
 
 /// Nothing is buffered in the guest; kept so callers say what they mean before exiting.
@@ -62,12 +71,13 @@ struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                put(b'\r');
-            }
-            put(b);
+        let mut rest = s.as_bytes();
+        while let Some(at) = port::find_byte(rest, b'\n') {
+            send(&rest[..at]);
+            send(b"\r\n");
+            rest = &rest[at + 1..];
         }
+        send(rest);
         Ok(())
     }
 }
@@ -75,9 +85,7 @@ impl fmt::Write for Console {
 /// Writes raw bytes (used for user `write` syscalls).
 pub fn write_bytes(bytes: &[u8]) {
     lock();
-    for &b in bytes {
-        put(b);
-    }
+    send(bytes);
     unlock();
 }
 

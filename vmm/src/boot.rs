@@ -6,8 +6,11 @@
 //! | pvh       | ELF64 with a PVH note          | 32-bit protected mode, `hvm_start_info` in EBX |
 //! | multiboot | ELF32 / a.out kludge           | 32-bit protected mode, Multiboot info in EBX  |
 //! | linux     | bzImage, vmlinux (Linux note)  | long mode, zero page (`boot_params`) in RSI   |
+//!
+//! PVH and Linux kernels also get an MP table (CPUs, IO-APIC, ISA IRQ wiring): they have no
+//! other way to find the IO-APIC, as irqlab provides no ACPI tables.
 
-use crate::arch::x86_64::{boot_info, linux, pvh, regs, BootError};
+use crate::arch::x86_64::{boot_info, linux, mptable, pvh, regs, BootError};
 use crate::config::{BootProtocol, VmConfig};
 use crate::loader::elf::LoadError;
 use crate::loader::{multiboot, Format, LoadedKernel};
@@ -112,6 +115,7 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                     .to_string();
             }
             let start_info = pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline)?;
+            mptable::write(cx.mem, facts.vcpus)?;
             regs::set_protected_mode(cx.vcpu, 0, at, 0, start_info)?;
         }
         Entry::Multiboot => enter_multiboot(cx)?,
@@ -123,6 +127,7 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
             };
             let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
             let limit = linux::write_boot(cx.mem, hdr, &cx.config.cmdline, &ram, initrd)?;
+            mptable::write(cx.mem, facts.vcpus)?;
             linux::set_regs(cx.vcpu, kernel.entry, cx.cr3, limit)?;
         }
     }

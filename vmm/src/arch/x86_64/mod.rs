@@ -5,6 +5,7 @@ pub mod boot_info;
 pub mod cpuid;
 pub mod gdt;
 pub mod linux;
+pub mod mptable;
 pub mod paging;
 pub mod pvh;
 pub mod regs;
