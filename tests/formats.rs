@@ -258,8 +258,8 @@ fn fetch_debian_kernel() -> Option<DebianKernel> {
     Some(DebianKernel { bzimage, vmlinux })
 }
 
-/// Boots Debian's kernel and checks what must hold on every host: the kernel's own banner and
-/// command line on irqlab's serial output; on kvm-pvm, the stop at an instruction KVM cannot
+/// Boots Debian's kernel on 2 vCPUs and checks what must hold on every host: the kernel's own
+/// banner and command line on irqlab's serial output, the platform irqlab described; on kvm-pvm, the stop at an instruction KVM cannot
 /// emulate, reported with RIP and the instruction bytes after the kernel's log.
 /// `memory_map` is an E820 line the kernel must print for the map irqlab gave it.
 fn linux_boots_and_shows_its_log(
@@ -276,12 +276,24 @@ fn linux_boots_and_shows_its_log(
         boot,
         "--mem-mib",
         "512",
+        "--vcpus",
+        "2",
         "--cmdline",
         "console=ttyS0 earlyprintk=serial,ttyS0,115200",
         "--timeout",
         timeout,
     ]);
     assert!(out.contains("Linux version"), "no banner:\n{out}\n{err}");
+    // irqlab's ACPI tables, as the kernel parsed them: both CPUs, the IO-APIC after them, the
+    // PIT's ISA IRQ 0 on GSI 2.
+    for line in [
+        "ACPI: RSDP 0x00000000000E0000",
+        "IOAPIC[0]: apic_id 2, version 17, address 0xfec00000, GSI 0-23",
+        "ACPI: INT_SRC_OVR (bus 0 bus_irq 0 global_irq 2 dfl dfl)",
+        "smpboot: Allowing 2 CPUs",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
     assert!(out.contains("Kernel command line: console=ttyS0"), "{out}");
     // The memory map irqlab wrote, as the kernel read it.
     assert!(out.contains(memory_map), "no {memory_map:?} in\n{out}");

@@ -7,10 +7,11 @@
 //! | multiboot | ELF32 / a.out kludge           | 32-bit protected mode, Multiboot info in EBX  |
 //! | linux     | bzImage, vmlinux (Linux note)  | long mode, zero page (`boot_params`) in RSI   |
 //!
-//! PVH and Linux kernels also get an MP table (CPUs, IO-APIC, ISA IRQ wiring): they have no
-//! other way to find the IO-APIC, as irqlab provides no ACPI tables.
+//! PVH and Linux kernels also get the platform tables a PC firmware would leave: an MP table
+//! and ACPI (RSDP, XSDT, FADT, DSDT, MADT) describing the CPUs, the IO-APIC and the ISA IRQ
+//! wiring. The irqlab guest needs neither (its boot info says it all).
 
-use crate::arch::x86_64::{boot_info, linux, mptable, pvh, regs, BootError};
+use crate::arch::x86_64::{acpi, boot_info, linux, mptable, pvh, regs, BootError};
 use crate::config::{BootProtocol, VmConfig};
 use crate::loader::elf::LoadError;
 use crate::loader::{multiboot, Format, LoadedKernel};
@@ -114,8 +115,8 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                     .trim()
                     .to_string();
             }
-            let start_info = pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline)?;
-            mptable::write(cx.mem, facts.vcpus)?;
+            let rsdp = platform_tables(cx.mem, facts.vcpus)?;
+            let start_info = pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline, rsdp)?;
             regs::set_protected_mode(cx.vcpu, 0, at, 0, start_info)?;
         }
         Entry::Multiboot => enter_multiboot(cx)?,
@@ -126,12 +127,24 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                 None => None,
             };
             let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
-            let limit = linux::write_boot(cx.mem, hdr, &cx.config.cmdline, &ram, initrd)?;
-            mptable::write(cx.mem, facts.vcpus)?;
+            let input = linux::BootParamsInput {
+                cmdline: &cx.config.cmdline,
+                ram: &ram,
+                initrd,
+                rsdp: platform_tables(cx.mem, facts.vcpus)?,
+            };
+            let limit = linux::write_boot(cx.mem, hdr, &input)?;
             linux::set_regs(cx.vcpu, kernel.entry, cx.cr3, limit)?;
         }
     }
     Ok(())
+}
+
+/// The tables a kernel from elsewhere reads to find CPUs and interrupt routing: an MP table
+/// (for kernels built with MP-table parsing) and ACPI (for the rest); returns the RSDP.
+fn platform_tables(mem: &GuestMemory, vcpus: u8) -> Result<u64, BootError> {
+    mptable::write(mem, vcpus)?;
+    acpi::write(mem, vcpus)
 }
 
 /// Guest RAM below the regions shared with the VMM (trace ring, posted descriptors).

@@ -53,15 +53,30 @@ fn gdt() -> [u64; 6] {
     ]
 }
 
-/// Writes the GDT, command line and zero page; `ram` is the E820 RAM list; `initrd` is
-/// (address, size) if one was loaded.
+/// What the zero page tells the kernel besides its own setup header.
+pub struct BootParamsInput<'a> {
+    /// The kernel command line.
+    pub cmdline: &'a str,
+    /// E820 RAM ranges (address, size).
+    pub ram: &'a [(u64, u64)],
+    /// (address, size) of the initrd, if one was loaded.
+    pub initrd: Option<(u64, u64)>,
+    /// The ACPI RSDP (`acpi_rsdp_addr`, boot protocol 2.14).
+    pub rsdp: u64,
+}
+
+/// Writes the GDT, command line and zero page; returns the GDT limit.
 pub fn write_boot(
     mem: &crate::memory::GuestMemory,
     hdr: setup_header,
-    cmdline: &str,
-    ram: &[(u64, u64)],
-    initrd: Option<(u64, u64)>,
+    input: &BootParamsInput,
 ) -> Result<u16, BootError> {
+    let BootParamsInput {
+        cmdline,
+        ram,
+        initrd,
+        rsdp,
+    } = *input;
     let err = |what, addr| move |source| BootError::Memory { what, addr, source };
     let table = gdt();
     for (i, e) in table.iter().enumerate() {
@@ -75,6 +90,7 @@ pub fn write_boot(
         .map_err(err("command line", CMDLINE))?;
     let mut params = boot_params {
         hdr,
+        acpi_rsdp_addr: rsdp,
         ..Default::default()
     };
     params.hdr.type_of_loader = LOADER_UNDEFINED;

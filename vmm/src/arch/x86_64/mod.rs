@@ -1,6 +1,7 @@
 //! x86-64 boot state: the boot GDT, identity page tables, CPUID, entry registers and the boot
 //! info structure, written exactly as `docs/guest-abi.md` specifies.
 
+pub mod acpi;
 pub mod boot_info;
 pub mod cpuid;
 pub mod gdt;

@@ -13,11 +13,13 @@ const E820_RESERVED: u32 = 2;
 
 /// Writes the start info at `BOOT_INFO`, its memory map right after, the command line at
 /// `CMDLINE`; returns the start info's address (for EBX). `map` is irqlab's memory map: RAM
-/// and the kernel become E820 RAM, boot structures and shared regions reserved.
+/// and the kernel become E820 RAM, boot structures and shared regions reserved. `rsdp` is the
+/// ACPI RSDP's address (0: none).
 pub fn write(
     mem: &crate::memory::GuestMemory,
     map: &[MemMapEntry],
     cmdline: &str,
+    rsdp: u64,
 ) -> Result<u64, BootError> {
     let err = |what, addr| move |source| BootError::Memory { what, addr, source };
     let table = BOOT_INFO + size_of::<HvmStartInfo>() as u64;
@@ -51,6 +53,7 @@ pub fn write(
         cmdline_paddr: CMDLINE,
         memmap_paddr: table,
         memmap_entries: map.len() as u32,
+        rsdp_paddr: rsdp,
         ..Default::default()
     };
     let bytes = [
