@@ -347,3 +347,135 @@ fn a_debian_bzimage_decompresses_and_boots() {
         linux_boots_and_shows_its_log(&k.bzimage, "auto", "300", LOW_RAM_E820);
     }
 }
+
+/// Debian's static busybox, downloaded once into target/ (not committed).
+fn busybox() -> Option<&'static std::path::Path> {
+    static BUSYBOX: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    BUSYBOX
+        .get_or_init(|| {
+            use std::process::Command;
+            let dir = root().join("target/linux-test/busybox");
+            let bin = dir.join("x/bin/busybox");
+            if bin.exists() {
+                return Some(bin);
+            }
+            std::fs::create_dir_all(&dir).ok()?;
+            let ok = Command::new("apt-get")
+                .args(["download", "busybox-static"])
+                .current_dir(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "apt-get download busybox-static failed");
+            let deb = std::fs::read_dir(&dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .find(|e| e.path().extension().is_some_and(|x| x == "deb"))?
+                .path();
+            let ok = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(dir.join("x"))
+                .status()
+                .is_ok_and(|s| s.success());
+            (ok && bin.exists()).then_some(bin)
+        })
+        .as_deref()
+}
+
+/// A `newc` cpio archive (what the kernel unpacks as initramfs) of (path, mode, rdev, data).
+fn cpio(entries: &[(&str, u32, (u32, u32), &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let trailer = ("TRAILER!!!", 0, (0, 0), &[][..]);
+    for (ino, &(name, mode, (major, minor), data)) in entries.iter().chain([&trailer]).enumerate() {
+        let fields = [
+            ino as u32 + 1,
+            mode,
+            0, // uid
+            0, // gid
+            1, // nlink
+            0, // mtime
+            data.len() as u32,
+            0, // dev major
+            0, // dev minor
+            major,
+            minor,
+            name.len() as u32 + 1,
+            0, // checksum
+        ];
+        out.extend_from_slice(b"070701");
+        for f in fields {
+            out.extend_from_slice(format!("{f:08X}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    out
+}
+
+/// The initrd reaches the kernel (everywhere) and, where the kernel can run to userspace
+/// (VMX/SVM hosts), its `/init` — a busybox shell script — runs and prints.
+#[test]
+fn a_debian_kernel_boots_into_an_initramfs() {
+    if !kvm_or_skip("linux") {
+        return;
+    }
+    let (Some(k), Some(busybox)) = (debian_kernel(), busybox()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must be able to fetch busybox-static"
+        );
+        return;
+    };
+    let busybox = std::fs::read(busybox).unwrap();
+    // The shell computes the marker, so seeing it proves the shell ran.
+    let init = b"#!/bin/busybox sh\n/bin/busybox echo \"irqlab initramfs shell: $((6 * 7))\"\n/bin/busybox reboot -f\n";
+    let archive = cpio(&[
+        ("dev", 0o040755, (0, 0), b""),
+        ("dev/console", 0o020600, (5, 1), b""),
+        ("bin", 0o040755, (0, 0), b""),
+        ("bin/busybox", 0o100755, (0, 0), &busybox),
+        ("init", 0o100755, (0, 0), init),
+    ]);
+    let dir = scratch("initramfs");
+    let initrd = dir.join("initramfs.cpio");
+    std::fs::write(&initrd, &archive).unwrap();
+    let (code, out, err) = run(&[
+        "run",
+        "--kernel",
+        k.vmlinux.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--mem-mib",
+        "512",
+        "--cmdline",
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1",
+        "--timeout",
+        "120",
+    ]);
+    // The kernel reserved exactly the pages irqlab put the archive in.
+    let line = out
+        .lines()
+        .find_map(|l| l.split_once("RAMDISK: [mem ").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| panic!("no RAMDISK line:\n{out}\n{err}"));
+    let (start, end) = line.trim_end_matches(']').split_once('-').unwrap();
+    let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    let (start, end) = (parse(start), parse(end));
+    assert_eq!(start % 4096, 0, "{line}");
+    assert_eq!(
+        end + 1 - start,
+        (archive.len() as u64).next_multiple_of(4096),
+        "{line}"
+    );
+    if irqlab::host::detect_host_kind() == irqlab_abi::boot_info::HostKind::Pvm {
+        // The kernel stops (emulation failure) long before it unpacks the archive.
+        assert_eq!(code, 72, "{err}");
+    } else {
+        assert!(
+            out.contains("irqlab initramfs shell: 42"),
+            "the initramfs shell did not run:\n{out}\n{err}"
+        );
+    }
+}
