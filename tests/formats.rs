@@ -382,10 +382,13 @@ fn busybox() -> Option<&'static std::path::Path> {
         .as_deref()
 }
 
-/// A `newc` cpio archive (what the kernel unpacks as initramfs) of (path, mode, rdev, data).
-fn cpio(entries: &[(&str, u32, (u32, u32), &[u8])]) -> Vec<u8> {
+/// One archive member: path, mode (file type and permissions), device (major, minor), data.
+type CpioEntry<'a> = (&'a str, u32, (u32, u32), &'a [u8]);
+
+/// A `newc` cpio archive (what the kernel unpacks as initramfs).
+fn cpio(entries: &[CpioEntry]) -> Vec<u8> {
     let mut out = Vec::new();
-    let trailer = ("TRAILER!!!", 0, (0, 0), &[][..]);
+    let trailer: CpioEntry = ("TRAILER!!!", 0, (0, 0), &[]);
     for (ino, &(name, mode, (major, minor), data)) in entries.iter().chain([&trailer]).enumerate() {
         let fields = [
             ino as u32 + 1,
