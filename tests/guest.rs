@@ -93,6 +93,17 @@ fn double_fault_is_reported_and_stops_the_guest() {
 }
 
 #[test]
+fn unknown_run_names_are_reported_and_the_rest_runs() {
+    if !kvm_or_skip("unknown_run_names_are_reported_and_the_rest_runs") {
+        return;
+    }
+    let (code, out, err) = run(&["run", "--cmdline", "run=bogus,none"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("run: unknown experiment bogus ignored"), "{out}");
+    assert!(out.contains("SUMMARY passed=1 failed=0"), "{out}");
+}
+
+#[test]
 fn unexpected_kernel_fault_is_reported() {
     if !kvm_or_skip("unexpected_kernel_fault_is_reported") {
         return;
