@@ -99,7 +99,10 @@ fn unknown_run_names_are_reported_and_the_rest_runs() {
     }
     let (code, out, err) = run(&["run", "--cmdline", "run=bogus,none"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("run: unknown experiment bogus ignored"), "{out}");
+    assert!(
+        out.contains("run: unknown experiment bogus ignored"),
+        "{out}"
+    );
     assert!(out.contains("SUMMARY passed=1 failed=0"), "{out}");
 }
 

@@ -1,0 +1,137 @@
+//! `irqlab bench …`: measurements reported side by side from one run, never compared against
+//! fixed times. One module per benchmark; the helpers they share live here.
+
+mod boot;
+mod compare;
+mod irq;
+mod posted;
+mod trace;
+
+use clap::Subcommand;
+use irqlab::config::VmConfig;
+use irqlab::machine::{self, RunOptions, RunReport};
+use irqlab::outcome::{code, Outcome};
+use irqlab::stats::Mark;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Boot time (process start to guest exit), PIO exit round trip against a bare KVM_RUN
+    /// loop, and the VMM's own memory.
+    Boot(boot::BootArgs),
+    /// Interrupt delivery: PIT and MSI paths in both irqchip models at several rates.
+    Irq(irq::IrqArgs),
+    /// Tracing overhead: off vs ring vs lockstep, same experiments, one run.
+    Trace(trace::TraceArgs),
+    /// Posted-interrupt notification vs one MSI per event, by rate and vCPU count.
+    Posted(posted::PostedArgs),
+    /// The same guest under irqlab and under QEMU microvm (PVH entry), side by side.
+    Compare(compare::CompareArgs),
+}
+
+pub fn bench(cmd: BenchCommand) -> u8 {
+    let result = match cmd {
+        BenchCommand::Boot(a) => boot::boot(&a),
+        BenchCommand::Irq(a) => irq::irq(&a),
+        BenchCommand::Trace(a) => trace::trace_overhead(&a),
+        BenchCommand::Posted(a) => posted::posted(&a),
+        BenchCommand::Compare(a) => compare::compare(&a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("irqlab: bench: {e:#}");
+            code::INTERNAL
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn quiet_run(cfg: &VmConfig) -> anyhow::Result<RunReport> {
+    let report = machine::run(
+        cfg,
+        &RunOptions {
+            capture_console: true,
+            ..Default::default()
+        },
+    )?;
+    if report.outcome != (Outcome::GuestExit { status: 0 }) {
+        anyhow::bail!(
+            "guest run `{}` ended with {:?}:\n{}",
+            cfg.cmdline,
+            report.outcome,
+            String::from_utf8_lossy(&report.console)
+        );
+    }
+    Ok(report)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+/// The guest's result line `name` (tag, detail).
+fn result<'a>(console: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    console.lines().find_map(|l| {
+        let (tag, rest) = l.split_once(' ')?;
+        let detail = rest.strip_prefix(name)?.strip_prefix(": ")?;
+        matches!(tag, "PASS" | "FAIL" | "SKIP").then_some((tag, detail))
+    })
+}
+
+/// The number right before `suffix` in `text` (e.g. "measured 999.1 Hz").
+fn number_before(text: &str, suffix: &str) -> Option<f64> {
+    let end = text.find(suffix)?;
+    text[..end]
+        .split(' ')
+        .rev()
+        .find(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
+/// The rate a guest result line reports: "…, measured 998.4 Hz (…)" (timer) or
+/// "…, 999.9 Hz measured" (msi); NaN if there is none.
+fn measured_hz(detail: &str) -> f64 {
+    number_before(detail, " Hz measured")
+        .or_else(|| {
+            detail
+                .split("measured ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn window(console: &str, name: &str, marks: &[Mark]) -> Option<(u64, irqlab::stats::ExitCounts)> {
+    let n = console.lines().find_map(|l| {
+        l.strip_prefix(&format!("BENCH {name} window_interrupts="))?
+            .trim()
+            .parse()
+            .ok()
+    })?;
+    let start = marks.iter().find(|m| m.value == 1)?;
+    let end = marks.iter().find(|m| m.value == 2)?;
+    let mut d = end.exits.since(&start.exits);
+    d.pio -= 1; // the end mark's own exit
+    Some((n, d))
+}
