@@ -1,7 +1,6 @@
 //! Vectors 32–255: device interrupts (handlers registered by drivers and experiments), the
 //! per-CPU, per-vector counts `/proc/interrupts` would show, and everything unexpected.
 
-use crate::idt::Frame;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// CPUs the counters cover (the VMM allows up to 8 vCPUs).
@@ -17,8 +16,9 @@ pub const MSI_VECTOR: u8 = 0x40;
 pub const LAPIC_TIMER_VECTOR: u8 = 0x50;
 
 /// An interrupt handler. It runs with interrupts off on an IST stack; the dispatcher sends the
-/// EOI after it returns.
-pub type Handler = fn(&mut Frame);
+/// EOI after it returns. Device interrupts enter through `idt`'s lean path, which saves only
+/// the registers a Rust function may clobber, so handlers get no register frame.
+pub type Handler = fn();
 
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 static COUNTS: [[AtomicU64; 256]; MAX_CPUS] =
@@ -46,52 +46,63 @@ pub fn count(cpu: usize, vector: u8) -> u64 {
         .map_or(0, |c| c[usize::from(vector)].load(Ordering::Relaxed))
 }
 
-/// Handles vector 32–255; `stub_tsc` is the entry timestamp the entry path took (tracing).
-pub fn handle(frame: &mut Frame, stub_tsc: u64) {
-    let vector = frame.vector as u8;
-    if vector == crate::syscall::INT80_VECTOR {
-        crate::syscall::int80(frame);
-        return;
+/// Handles a device interrupt (vectors 32–254 but `int 0x80`), called from the lean entry
+/// path with the entry timestamp it took (0 when tracing is off) and the interrupted RIP.
+///
+/// The untraced path is kept small (count, handler, EOI) so that it needs no callee-saved
+/// registers: every instruction here runs once per interrupt, and kvm-pvm emulates each.
+pub extern "C" fn handle(vector: u64, stub_tsc: u64, rip: u64) {
+    if stub_tsc != 0 || crate::trace::enabled() {
+        return handle_traced(vector as u8, stub_tsc, rip);
     }
-    if vector == crate::apic::SPURIOUS_VECTOR {
-        return; // spurious interrupts take no EOI (SDM §11.9)
-    }
-    let tracing = crate::trace::enabled();
-    let tsc_entry = match (tracing, stub_tsc) {
-        (false, _) => 0,
-        (true, 0) => crate::cpu::rdtsc(),
-        (true, t) => t,
-    };
-    let cpu = crate::percpu::cpu_index();
-    if !run_handler(cpu, vector, frame) {
-        LAST_UNEXPECTED.store(frame.vector, Ordering::Relaxed);
-        crate::println!(
-            "unexpected interrupt: vector {} at rip={:#x}",
-            frame.vector,
-            frame.rip
-        );
+    deliver(crate::percpu::cpu_index(), vector as u8, rip);
+}
+
+/// Counts, runs the handler, sends the EOI.
+#[inline(always)]
+fn deliver(cpu: usize, vector: u8, rip: u64) {
+    if !run_handler(cpu, vector) {
+        unexpected(vector, rip);
     }
     crate::apic::LAPIC.eoi();
-    if tracing {
-        let kind = match vector {
-            LAPIC_TIMER_VECTOR | crate::experiments::WAKE_VECTOR => {
-                irqlab_abi::trace::KIND_LAPIC_TIMER
-            }
-            _ => irqlab_abi::trace::KIND_DEVICE,
-        };
-        crate::trace::record(vector, cpu as u8, kind, tsc_entry, crate::cpu::rdtsc());
-    }
+}
+
+#[cold]
+#[inline(never)]
+fn unexpected(vector: u8, rip: u64) {
+    LAST_UNEXPECTED.store(u64::from(vector), Ordering::Relaxed);
+    crate::println!("unexpected interrupt: vector {} at rip={:#x}", vector, rip);
+}
+
+/// [`handle`] with a trace record (entry and post-EOI timestamps).
+#[inline(never)]
+fn handle_traced(vector: u8, stub_tsc: u64, rip: u64) {
+    let tsc_entry = if stub_tsc != 0 {
+        stub_tsc
+    } else {
+        crate::cpu::rdtsc()
+    };
+    let cpu = crate::percpu::cpu_index();
+    deliver(cpu, vector, rip);
+    let kind = match vector {
+        LAPIC_TIMER_VECTOR | crate::experiments::WAKE_VECTOR => {
+            irqlab_abi::trace::KIND_LAPIC_TIMER
+        }
+        _ => irqlab_abi::trace::KIND_DEVICE,
+    };
+    crate::trace::record(vector, cpu as u8, kind, tsc_entry, crate::cpu::rdtsc());
 }
 
 /// Runs the handler of a vector harvested from a posted-interrupt descriptor (no EOI: the
 /// notification takes the only one). Counted like a delivered vector.
-pub fn dispatch_posted(cpu: usize, vector: u8, frame: &mut Frame) {
-    run_handler(cpu, vector, frame);
+pub fn dispatch_posted(cpu: usize, vector: u8) {
+    run_handler(cpu, vector);
 }
 
 /// Counts `vector` on `cpu` and runs its registered handler; false (and counted as
 /// unexpected) if there is none.
-fn run_handler(cpu: usize, vector: u8, frame: &mut Frame) -> bool {
+#[inline(always)]
+fn run_handler(cpu: usize, vector: u8) -> bool {
     if let Some(c) = COUNTS.get(cpu) {
         c[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
     }
@@ -102,7 +113,7 @@ fn run_handler(cpu: usize, vector: u8, frame: &mut Frame) -> bool {
     }
     // SAFETY: only `register` stores non-zero values, and it stores `Handler`s.
     let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
-    handler(frame);
+    handler();
     true
 }
 

@@ -2,7 +2,6 @@
 //! descriptor per CPU announced in the boot info, harvested by the notification handler the
 //! way Linux's `sysvec_posted_msi_notification()` does it.
 
-use crate::idt::Frame;
 use core::sync::atomic::{AtomicU64, Ordering};
 use irqlab_abi::posted::{self as abi, CONTROL_WORD, ON, SN};
 
@@ -45,7 +44,7 @@ fn control(cpu: usize) -> &'static AtomicU64 {
 
 /// Takes every posted vector of `cpu` (atomic exchange per word, as the PIR is shared with
 /// producers) and runs its handler; returns how many vectors were pending.
-pub fn harvest(cpu: usize, frame: &mut Frame) -> u64 {
+pub fn harvest(cpu: usize) -> u64 {
     let mut n = 0;
     for w in 0..4 {
         let mut bits = word(cpu, w).swap(0, Ordering::AcqRel);
@@ -53,7 +52,7 @@ pub fn harvest(cpu: usize, frame: &mut Frame) -> u64 {
             let b = bits.trailing_zeros() as u64;
             bits &= bits - 1;
             n += 1;
-            crate::interrupts::dispatch_posted(cpu, (w as u64 * 64 + b) as u8, frame);
+            crate::interrupts::dispatch_posted(cpu, (w as u64 * 64 + b) as u8);
         }
     }
     DISPATCHED.fetch_add(n, Ordering::Relaxed);
@@ -63,12 +62,12 @@ pub fn harvest(cpu: usize, frame: &mut Frame) -> u64 {
 /// The notification handler: harvest, clear ON, harvest again (a post that found ON set
 /// before the clear sent no notification; its PIR bit is caught here), then the common
 /// path sends the single EOI.
-fn notification(frame: &mut Frame) {
+fn notification() {
     let cpu = crate::percpu::cpu_index();
     NOTIFICATIONS.fetch_add(1, Ordering::Relaxed);
-    harvest(cpu, frame);
+    harvest(cpu);
     control(cpu).fetch_and(!ON, Ordering::AcqRel);
-    harvest(cpu, frame);
+    harvest(cpu);
 }
 
 /// Poll mode on `cpu`: producers post without notifying.

@@ -17,11 +17,11 @@ static TICKS: Stream = Stream::new();
 static MSIS: Stream = Stream::new();
 static EVENTS: AtomicU32 = AtomicU32::new(0);
 
-fn tick(_: &mut crate::idt::Frame) {
+fn tick() {
     TICKS.hit();
 }
 
-fn msi(_: &mut crate::idt::Frame) {
+fn msi() {
     MSIS.hit();
 }
 

@@ -106,7 +106,7 @@ fn tx_next() {
 /// LSR says what to do. (vm-superio ORs the cause bits into IIR — RX data and THR empty
 /// pending together read as 0x06, which a real 16550 uses for "line status" — so decoding
 /// the IIR ID alone would lose an RX interrupt.)
-fn handler(_: &mut crate::idt::Frame) {
+fn handler() {
     let b = base();
     // SAFETY: COM1 belongs to this experiment while it runs; reading IIR acknowledges the
     // THR-empty cause.

@@ -22,7 +22,7 @@ static EVENT_COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Events the handler has accounted for.
 static SEEN: AtomicU32 = AtomicU32::new(0);
 
-fn handler(_: &mut crate::idt::Frame) {
+fn handler() {
     MSIS.hit();
     SEEN.store(EVENT_COUNTER.load(Ordering::Acquire), Ordering::Relaxed);
 }

@@ -17,7 +17,7 @@ static EVENTS_IRQ: Stream = Stream::new();
 static EVENT_COUNTER: AtomicU32 = AtomicU32::new(0);
 static SEEN: AtomicU32 = AtomicU32::new(0);
 
-fn handler(_: &mut crate::idt::Frame) {
+fn handler() {
     EVENTS_IRQ.hit();
     SEEN.store(EVENT_COUNTER.load(Ordering::Acquire), Ordering::Relaxed);
 }
@@ -76,20 +76,18 @@ pub fn run(boot: &Boot) {
         u64::from(count) * 2000 / u64::from(rate) + 3000
     };
     let all = if poll {
-        // SAFETY: a Frame is plain integers; the posted handlers ignore it.
-        let mut frame: crate::idt::Frame = unsafe { core::mem::zeroed() };
         let deadline = crate::cpu::rdtsc() + timeout_ms * boot.info.tsc_khz;
         super::mark(super::MARK_WINDOW_START);
         while SEEN.load(Ordering::Relaxed) < count && crate::cpu::rdtsc() < deadline {
             crate::cpu::cli();
-            crate::posted::harvest(cpu, &mut frame);
+            crate::posted::harvest(cpu);
             crate::cpu::sti();
             core::hint::spin_loop();
         }
         super::mark(super::MARK_WINDOW_END);
         crate::posted::suppress(cpu, false);
         crate::cpu::cli();
-        crate::posted::harvest(cpu, &mut frame);
+        crate::posted::harvest(cpu);
         crate::cpu::sti();
         SEEN.load(Ordering::Relaxed) >= count
     } else {

@@ -19,11 +19,11 @@ static TICKS: Stream = Stream::new();
 static DEADLINE_PERIOD: AtomicU64 = AtomicU64::new(0);
 static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
 
-fn tick(_: &mut crate::idt::Frame) {
+fn tick() {
     TICKS.hit();
 }
 
-fn deadline_tick(_: &mut crate::idt::Frame) {
+fn deadline_tick() {
     TICKS.hit();
     let next = NEXT_DEADLINE.fetch_add(DEADLINE_PERIOD.load(Ordering::Relaxed), Ordering::Relaxed)
         + DEADLINE_PERIOD.load(Ordering::Relaxed);
