@@ -212,25 +212,7 @@ fn fetch_debian_kernel() -> Option<DebianKernel> {
         .find_map(|l| l.trim().strip_prefix("Depends: "))?
         .trim()
         .to_string();
-    let ok = Command::new("apt-get")
-        .args(["download", &image])
-        .current_dir(&dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "apt-get download {image} failed");
-    let deb = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().extension().is_some_and(|x| x == "deb"))?
-        .path();
-    let x = dir.join("x");
-    assert!(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&x)
-        .status()
-        .unwrap()
-        .success());
+    apt_unpack(&image, &dir)?;
     let bzimage = find_bzimage()?;
     let bz = std::fs::read(&bzimage).ok()?;
     // LZ4 legacy frame magic 0x184c2102.
@@ -348,36 +330,44 @@ fn a_debian_bzimage_decompresses_and_boots() {
     }
 }
 
+/// Downloads Debian package `pkg` into `dir` and unpacks it into `dir/x` (`apt-get download`,
+/// `dpkg-deb -x`). A failed download fails the test: the package index said it exists.
+fn apt_unpack(pkg: &str, dir: &std::path::Path) -> Option<()> {
+    use std::process::Command;
+    std::fs::create_dir_all(dir).ok()?;
+    let ok = Command::new("apt-get")
+        .args(["download", pkg])
+        .current_dir(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "apt-get download {pkg} failed");
+    let deb = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "deb"))?
+        .path();
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(dir.join("x"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "dpkg-deb -x {} failed", deb.display());
+    Some(())
+}
+
 /// Debian's static busybox, downloaded once into target/ (not committed).
 fn busybox() -> Option<&'static std::path::Path> {
     static BUSYBOX: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
     BUSYBOX
         .get_or_init(|| {
-            use std::process::Command;
             let dir = root().join("target/linux-test/busybox");
             let bin = dir.join("x/bin/busybox");
             if bin.exists() {
                 return Some(bin);
             }
-            std::fs::create_dir_all(&dir).ok()?;
-            let ok = Command::new("apt-get")
-                .args(["download", "busybox-static"])
-                .current_dir(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "apt-get download busybox-static failed");
-            let deb = std::fs::read_dir(&dir)
-                .ok()?
-                .filter_map(|e| e.ok())
-                .find(|e| e.path().extension().is_some_and(|x| x == "deb"))?
-                .path();
-            let ok = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(dir.join("x"))
-                .status()
-                .is_ok_and(|s| s.success());
-            (ok && bin.exists()).then_some(bin)
+            apt_unpack("busybox-static", &dir)?;
+            bin.exists().then_some(bin)
         })
         .as_deref()
 }

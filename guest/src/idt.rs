@@ -60,6 +60,32 @@ impl Frame {
     }
 }
 
+/// `swapgs` when the interrupted code ran in ring 3 (CS at [rsp + 24], below the vector and
+/// error code): on entry to get the kernel's GS base, on exit to give the user's back.
+macro_rules! swapgs_if_from_user {
+    () => {
+        concat!("test byte ptr [rsp + 24], 3\n", "jz 7f\n", "swapgs\n", "7:")
+    };
+}
+
+/// RSI = the TSC if the trace wants entry timestamps (`trace_on`), else 0; clobbers RAX, RDX.
+/// Taken a few instructions after the CPU accepted the interrupt, rather than in Rust code
+/// much later.
+macro_rules! entry_tsc_to_rsi {
+    () => {
+        concat!(
+            "xor esi, esi\n",
+            "cmp byte ptr [rip + {trace_on}], 0\n",
+            "je 5f\n",
+            "rdtsc\n",
+            "shl rdx, 32\n",
+            "or rax, rdx\n",
+            "mov rsi, rax\n",
+            "5:"
+        )
+    };
+}
+
 /// The 256 entry stubs.
 #[unsafe(naked)]
 #[link_section = ".text.isr"]
@@ -93,24 +119,12 @@ unsafe extern "C" fn stubs() {
 unsafe extern "C" fn common() {
     core::arch::naked_asm!(
         // [rsp] = vector, [rsp+8] = error, [rsp+16] = rip, [rsp+24] = cs
-        "test qword ptr [rsp + 24], 3",
-        "jz 2f",
-        "swapgs",
-        "2:",
+        swapgs_if_from_user!(),
         "push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
         "push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
         "cld",
         "mov rbp, rsp",
-        // With tracing on, the handler-entry timestamp is taken here, a few instructions
-        // after the CPU accepted the interrupt, rather than in Rust code much later.
-        "xor esi, esi",
-        "cmp byte ptr [rip + {trace_on}], 0",
-        "je 5f",
-        "rdtsc",
-        "shl rdx, 32",
-        "or rax, rdx",
-        "mov rsi, rax",
-        "5:",
+        entry_tsc_to_rsi!(),
         // #NM raised because CR0.TS is set would raise #NM again at fxsave: clear TS first.
         "cmp qword ptr [rbp + 120], 7",
         "jne 4f",
@@ -122,10 +136,7 @@ unsafe extern "C" fn common() {
         "mov rsp, rbp",
         "pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
         "pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
-        "test qword ptr [rsp + 24], 3",
-        "jz 3f",
-        "swapgs",
-        "3:",
+        swapgs_if_from_user!(),
         "add rsp, 16",
         "iretq",
         dispatch = sym dispatch,
@@ -145,30 +156,17 @@ unsafe extern "C" fn common() {
 #[unsafe(naked)]
 unsafe extern "C" fn irq_entry() {
     core::arch::naked_asm!(
-        "test byte ptr [rsp + 24], 3",
-        "jz 2f",
-        "swapgs",
-        "2:",
+        swapgs_if_from_user!(),
         "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
         "push r8", "push r9", "push r10", "push r11",
         "cld",
-        "xor esi, esi",
-        "cmp byte ptr [rip + {trace_on}], 0",
-        "je 5f",
-        "rdtsc",
-        "shl rdx, 32",
-        "or rax, rdx",
-        "mov rsi, rax",
-        "5:",
+        entry_tsc_to_rsi!(),
         "mov rdi, [rsp + 72]",
         "mov rdx, [rsp + 88]",
         "call {handle}",
         "pop r11", "pop r10", "pop r9", "pop r8",
         "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-        "test byte ptr [rsp + 24], 3",
-        "jz 3f",
-        "swapgs",
-        "3:",
+        swapgs_if_from_user!(),
         "add rsp, 16",
         "iretq",
         handle = sym crate::interrupts::handle,

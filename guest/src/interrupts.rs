@@ -85,9 +85,7 @@ fn handle_traced(vector: u8, stub_tsc: u64, rip: u64) {
     let cpu = crate::percpu::cpu_index();
     deliver(cpu, vector, rip);
     let kind = match vector {
-        LAPIC_TIMER_VECTOR | crate::experiments::WAKE_VECTOR => {
-            irqlab_abi::trace::KIND_LAPIC_TIMER
-        }
+        LAPIC_TIMER_VECTOR | crate::experiments::WAKE_VECTOR => irqlab_abi::trace::KIND_LAPIC_TIMER,
         _ => irqlab_abi::trace::KIND_DEVICE,
     };
     crate::trace::record(vector, cpu as u8, kind, tsc_entry, crate::cpu::rdtsc());
