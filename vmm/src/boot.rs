@@ -51,7 +51,8 @@ pub fn choose(
     };
     let linux = || Entry::Linux(bz_header.unwrap_or_else(linux::vmlinux_header));
     match (protocol, format) {
-        (_, Format::Multiboot) => Ok(Entry::Multiboot),
+        // `loader::detect` returns Multiboot whenever it is asked for.
+        (_, Format::Multiboot) | (BootProtocol::Multiboot, _) => Ok(Entry::Multiboot),
         (BootProtocol::Auto | BootProtocol::Linux, Format::BzImage) => Ok(linux()),
         (_, Format::BzImage) => {
             refuse("a bzImage boots only through the Linux boot protocol (boot = \"linux\")")
@@ -64,9 +65,6 @@ pub fn choose(
                 "boot = \"pvh\" needs a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY note); the image has none",
             ),
         },
-        (BootProtocol::Multiboot, Format::Elf64) => {
-            unreachable!("loader::detect returns Multiboot when it is asked for")
-        }
         (BootProtocol::Auto, Format::Elf64) => Ok(if kernel.notes.irqlab {
             Entry::Native
         } else if kernel.notes.linux {

@@ -30,12 +30,17 @@ pub const HDRS: u32 = u32::from_le_bytes(*b"HdrS");
 /// x86-64 kernels are aligned (and, unless relocated, linked) at 16 MiB.
 const KERNEL_ALIGNMENT: u32 = 0x100_0000;
 
+/// Boot protocol 2.15: new enough that the kernel reads `acpi_rsdp_addr` (2.14).
+const VMLINUX_PROTOCOL: u16 = 0x020f;
+
 /// The setup header a vmlinux would have had in front of it: a vmlinux has none, so the
-/// loader supplies the fields the kernel checks (as a bzImage's would read).
+/// loader supplies the fields the kernel checks (as a bzImage's would read); every other
+/// field is zero, which the protocol defines as "not used".
 pub fn vmlinux_header() -> setup_header {
     setup_header {
         boot_flag: BOOT_FLAG,
         header: HDRS,
+        version: VMLINUX_PROTOCOL,
         kernel_alignment: KERNEL_ALIGNMENT,
         ..Default::default()
     }
