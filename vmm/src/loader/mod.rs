@@ -96,3 +96,86 @@ pub fn detect(image: &KernelImage, multiboot_requested: bool) -> Format {
         Format::Elf64
     }
 }
+
+#[cfg(test)]
+mod never_panic {
+    //! Kernel images are user input: whatever the bytes, detection, validation and loading
+    //! return a value or an error, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+
+    const MEM: u64 = 32 << 20;
+
+    fn check(bytes: Vec<u8>) {
+        let image = KernelImage {
+            name: "fuzz".into(),
+            bytes: bytes.into(),
+        };
+        let mem = crate::memory::create(MEM).expect("guest memory");
+        for multiboot_requested in [false, true] {
+            match detect(&image, multiboot_requested) {
+                Format::Elf64 => {
+                    if elf::validate(&image, MEM).is_ok() {
+                        let _ = elf::load(&image, &mem, MEM);
+                    }
+                }
+                Format::Multiboot => {
+                    if multiboot::validate(&image, MEM).is_ok() {
+                        let _ = multiboot::load(&image, &mem, MEM);
+                    }
+                }
+                Format::BzImage => {
+                    if linux::validate(&image).is_ok() {
+                        let _ = linux::load(&image, &mem);
+                    }
+                }
+            }
+        }
+        let _ = elf::notes(&image.bytes);
+    }
+
+    /// A bzImage-looking header: boot flag, "HdrS", protocol 2.15, 64-bit entry.
+    fn bz_header() -> Vec<u8> {
+        let mut b = vec![0u8; 0x1000];
+        b[0x1f1] = 1; // setup_sects
+        b[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
+        b
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(192))]
+
+        #[test]
+        fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            check(bytes);
+        }
+
+        #[test]
+        fn mutated_images(
+            which in 0usize..5,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..24),
+            cut in any::<usize>(),
+        ) {
+            let mut b = match which {
+                0 => crate::BUILTIN_GUEST[..crate::BUILTIN_GUEST.len().min(8192)].to_vec(),
+                1 => multiboot::tiny_kernel(true),
+                2 => multiboot::tiny_kernel(false),
+                3 => elf::tiny_elf(2, 62, 0x10_0000, 0x2000, &[0xf4; 64]),
+                _ => bz_header(),
+            };
+            for (at, v) in edits {
+                let n = b.len();
+                b[at % n] = v;
+            }
+            // Sometimes truncated, too.
+            if cut % 3 == 0 {
+                let keep = cut % (b.len() + 1);
+                b.truncate(keep);
+            }
+            check(b);
+        }
+    }
+}
