@@ -472,3 +472,65 @@ fn a_debian_kernel_boots_into_an_initramfs() {
         );
     }
 }
+
+/// A bzImage header with nothing behind it: protocol `version`, `xloadflags`, and the
+/// kernel's command-line limit.
+fn fake_bzimage(version: u16, xloadflags: u16, cmdline_size: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 0x2000];
+    b[0x1f1] = 1; // setup_sects
+    b[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+    b[0x211] = 1; // loadflags: LOADED_HIGH
+    b[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes()); // code32_start
+    b[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+    b[0x238..0x23c].copy_from_slice(&cmdline_size.to_le_bytes());
+    b
+}
+
+#[test]
+fn malformed_or_mismatched_bzimages_get_one_line_errors() {
+    if !kvm_or_skip("bzimage errors") {
+        return;
+    }
+    let dir = scratch("bzimage-errors");
+    let cases: [(&str, Vec<u8>, &[&str], &str); 4] = [
+        (
+            "old.bz",
+            fake_bzimage(0x0206, 1, 2047),
+            &[],
+            "bzImage: boot protocol 2.06 predates the 64-bit entry",
+        ),
+        (
+            "no64.bz",
+            fake_bzimage(0x020f, 0, 2047),
+            &[],
+            "xloadflags lacks XLF_KERNEL_64",
+        ),
+        (
+            "pvh.bz",
+            fake_bzimage(0x020f, 1, 2047),
+            &["--boot", "pvh"],
+            "a bzImage boots only through the Linux boot protocol",
+        ),
+        (
+            "short.bz",
+            fake_bzimage(0x020f, 1, 16),
+            &["--cmdline", "console=ttyS0 panic=-1"],
+            "the command line is 22 bytes; this kernel takes at most 16",
+        ),
+    ];
+    for (name, bytes, extra, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut args = vec!["run", "--kernel", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 66, "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
+        assert!(
+            err.contains(name) && err.contains(expected),
+            "{name}: {err}"
+        );
+    }
+}

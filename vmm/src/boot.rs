@@ -119,9 +119,25 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
         }
         Entry::Multiboot => enter_multiboot(cx)?,
         Entry::Linux(hdr) => {
+            let cmdline_max = hdr.cmdline_size as usize;
+            if cmdline_max != 0 && cx.config.cmdline.len() > cmdline_max {
+                return Err(LoadError::Unsupported {
+                    name: cx.kernel_name.to_string(),
+                    problem: format!(
+                        "the command line is {} bytes; this kernel takes at most {cmdline_max} (setup header cmdline_size)",
+                        cx.config.cmdline.len()
+                    ),
+                }
+                .into());
+            }
             let ram_end = usable_ram_end(facts);
+            // The kernel reads the initrd only below its `initrd_addr_max` (protocol 2.03+).
+            let initrd_end = match hdr.initrd_addr_max {
+                0 => ram_end,
+                max => ram_end.min(u64::from(max) + 1),
+            };
             let initrd = match &cx.config.initrd {
-                Some(path) => Some(load_initrd(cx.mem, path, kernel.end, ram_end)?),
+                Some(path) => Some(load_initrd(cx.mem, path, kernel.end, initrd_end)?),
                 None => None,
             };
             let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
@@ -155,25 +171,31 @@ fn usable_ram_end(facts: &boot_info::BootFacts) -> u64 {
         .unwrap_or(facts.mem_size)
 }
 
-/// Places the initrd page-aligned at the top of usable RAM, above the kernel.
+/// Where an initrd of `size` bytes goes: page-aligned, as high as it fits below `end`, above
+/// the kernel; `None` if it does not fit.
+fn initrd_addr(size: u64, kernel_end: u64, end: u64) -> Option<u64> {
+    let addr = end.checked_sub(size)? & !0xfff;
+    (addr >= kernel_end.next_multiple_of(4096)).then_some(addr)
+}
+
+/// Loads the initrd at [`initrd_addr`].
 fn load_initrd(
     mem: &GuestMemory,
     path: &std::path::Path,
     kernel_end: u64,
-    ram_end: u64,
+    end: u64,
 ) -> Result<(u64, u64), SetupError> {
     let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
         path: path.to_path_buf(),
         source,
     })?;
     let size = bytes.len() as u64;
-    let addr = ram_end.saturating_sub(size) & !0xfff;
-    if size > ram_end || addr < kernel_end.next_multiple_of(4096) {
+    let Some(addr) = initrd_addr(size, kernel_end, end) else {
         return Err(SetupError::InitrdTooBig {
             path: path.to_path_buf(),
             size,
         });
-    }
+    };
     vm_memory::Bytes::write_slice(mem, &bytes, vm_memory::GuestAddress(addr)).map_err(
         |source| BootError::Memory {
             what: "initrd",
@@ -264,6 +286,19 @@ mod tests {
                 Entry::Linux(_) => "linux",
             })
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_initrd_goes_high_but_below_the_limit_and_above_the_kernel() {
+        let mib = 1u64 << 20;
+        assert_eq!(initrd_addr(5000, 16 * mib, 64 * mib), Some(64 * mib - 8192));
+        // A 3 GiB machine, a kernel that reads initrds below 2 GiB only.
+        assert_eq!(
+            initrd_addr(4096, 16 * mib, 0x8000_0000),
+            Some(0x8000_0000 - 4096)
+        );
+        assert_eq!(initrd_addr(60 * mib, 16 * mib, 64 * mib), None);
+        assert_eq!(initrd_addr(u64::MAX, 0, 64 * mib), None);
     }
 
     #[test]

@@ -32,6 +32,11 @@ const KERNEL_ALIGNMENT: u32 = 0x100_0000;
 
 /// Boot protocol 2.15: new enough that the kernel reads `acpi_rsdp_addr` (2.14).
 const VMLINUX_PROTOCOL: u16 = 0x020f;
+/// What an x86-64 bzImage's header says (and the kernel enforces): initrds below 2 GiB
+/// (unless XLF_CAN_BE_LOADED_ABOVE_4G, which a vmlinux cannot tell us), command lines up to
+/// `COMMAND_LINE_SIZE` - 1.
+const VMLINUX_INITRD_ADDR_MAX: u32 = 0x7fff_ffff;
+const VMLINUX_CMDLINE_SIZE: u32 = 2047;
 
 /// The setup header a vmlinux would have had in front of it: a vmlinux has none, so the
 /// loader supplies the fields the kernel checks (as a bzImage's would read); every other
@@ -42,6 +47,8 @@ pub fn vmlinux_header() -> setup_header {
         header: HDRS,
         version: VMLINUX_PROTOCOL,
         kernel_alignment: KERNEL_ALIGNMENT,
+        initrd_addr_max: VMLINUX_INITRD_ADDR_MAX,
+        cmdline_size: VMLINUX_CMDLINE_SIZE,
         ..Default::default()
     }
 }
