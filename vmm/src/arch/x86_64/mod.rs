@@ -25,6 +25,9 @@ pub enum BootError {
         #[source]
         source: vm_memory::GuestMemoryError,
     },
+    /// linux-loader could not write the PVH start info or its memory map.
+    #[error("cannot write the PVH start info at guest address {at:#x}: {0}", at = irqlab_abi::layout::BOOT_INFO)]
+    StartInfo(linux_loader::configurator::Error),
     /// linux-loader could not write the Linux zero page.
     #[error("cannot write the Linux zero page at guest address {zero_page:#x}: {0}", zero_page = linux::ZERO_PAGE)]
     ZeroPage(linux_loader::configurator::Error),

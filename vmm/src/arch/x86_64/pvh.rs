@@ -4,7 +4,10 @@
 use super::BootError;
 use irqlab_abi::boot_info::MemMapEntry;
 use irqlab_abi::layout::{BOOT_INFO, CMDLINE};
-use irqlab_abi::pvh::{HvmMemmapEntry, HvmStartInfo, HVM_START_MAGIC};
+use irqlab_abi::pvh::{HVM_MEMMAP_TYPE_RAM, HVM_START_MAGIC};
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
 use std::mem::size_of;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -14,62 +17,92 @@ const E820_RESERVED: u32 = 2;
 /// Writes the start info at `BOOT_INFO`, its memory map right after, the command line at
 /// `CMDLINE`; returns the start info's address (for EBX). `map` is irqlab's memory map: RAM
 /// and the kernel become E820 RAM, boot structures and shared regions reserved. `rsdp` is the
-/// ACPI RSDP's address (0: none).
+/// ACPI RSDP's address (0: none). The start info and the map are written by linux-loader's
+/// `PvhBootConfigurator`.
 pub fn write(
     mem: &crate::memory::GuestMemory,
     map: &[MemMapEntry],
     cmdline: &str,
     rsdp: u64,
 ) -> Result<u64, BootError> {
-    let err = |what, addr| move |source| BootError::Memory { what, addr, source };
-    let table = BOOT_INFO + size_of::<HvmStartInfo>() as u64;
-    for (i, e) in map.iter().enumerate() {
-        let kind = match e.kind {
-            irqlab_abi::boot_info::MEM_RAM | irqlab_abi::boot_info::MEM_KERNEL => {
-                irqlab_abi::pvh::HVM_MEMMAP_TYPE_RAM
-            }
-            _ => E820_RESERVED,
-        };
-        let at = table + (i * size_of::<HvmMemmapEntry>()) as u64;
-        mem.write_slice(
-            &[
-                e.addr.to_le_bytes().as_slice(),
-                e.size.to_le_bytes().as_slice(),
-                kind.to_le_bytes().as_slice(),
-                0u32.to_le_bytes().as_slice(),
-            ]
-            .concat(),
-            GuestAddress(at),
-        )
-        .map_err(err("PVH memory map", at))?;
-    }
+    let table = BOOT_INFO + size_of::<hvm_start_info>() as u64;
+    let entries: Vec<hvm_memmap_table_entry> = map
+        .iter()
+        .map(|e| hvm_memmap_table_entry {
+            addr: e.addr,
+            size: e.size,
+            type_: match e.kind {
+                irqlab_abi::boot_info::MEM_RAM | irqlab_abi::boot_info::MEM_KERNEL => {
+                    HVM_MEMMAP_TYPE_RAM
+                }
+                _ => E820_RESERVED,
+            },
+            reserved: 0,
+        })
+        .collect();
     let mut c = cmdline.as_bytes().to_vec();
     c.push(0);
     mem.write_slice(&c, GuestAddress(CMDLINE))
-        .map_err(err("command line", CMDLINE))?;
-    let info = HvmStartInfo {
+        .map_err(|source| BootError::Memory {
+            what: "command line",
+            addr: CMDLINE,
+            source,
+        })?;
+    let info = hvm_start_info {
         magic: HVM_START_MAGIC,
         version: 1,
         cmdline_paddr: CMDLINE,
-        memmap_paddr: table,
-        memmap_entries: map.len() as u32,
         rsdp_paddr: rsdp,
+        memmap_paddr: table,
+        memmap_entries: entries.len() as u32,
         ..Default::default()
     };
-    let bytes = [
-        info.magic.to_le_bytes().as_slice(),
-        info.version.to_le_bytes().as_slice(),
-        info.flags.to_le_bytes().as_slice(),
-        info.nr_modules.to_le_bytes().as_slice(),
-        info.modlist_paddr.to_le_bytes().as_slice(),
-        info.cmdline_paddr.to_le_bytes().as_slice(),
-        info.rsdp_paddr.to_le_bytes().as_slice(),
-        info.memmap_paddr.to_le_bytes().as_slice(),
-        info.memmap_entries.to_le_bytes().as_slice(),
-        info.reserved.to_le_bytes().as_slice(),
-    ]
-    .concat();
-    mem.write_slice(&bytes, GuestAddress(BOOT_INFO))
-        .map_err(err("PVH start info", BOOT_INFO))?;
+    let mut params = BootParams::new(&info, GuestAddress(BOOT_INFO));
+    params.set_sections(&entries, GuestAddress(table));
+    PvhBootConfigurator::write_bootparams(&params, mem).map_err(BootError::StartInfo)?;
     Ok(BOOT_INFO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use irqlab_abi::pvh::{HvmMemmapEntry, HvmStartInfo};
+
+    #[test]
+    fn the_guest_abi_and_linux_loader_agree_on_the_layout() {
+        assert_eq!(size_of::<HvmStartInfo>(), size_of::<hvm_start_info>());
+        assert_eq!(
+            size_of::<HvmMemmapEntry>(),
+            size_of::<hvm_memmap_table_entry>()
+        );
+    }
+
+    #[test]
+    fn start_info_map_and_command_line_land_where_it_says() {
+        let mem = crate::memory::create(16 << 20).unwrap();
+        let map = [
+            MemMapEntry {
+                addr: 0x10_0000,
+                size: 0x20_0000,
+                kind: irqlab_abi::boot_info::MEM_KERNEL,
+                reserved: 0,
+            },
+            MemMapEntry {
+                addr: 0x30_0000,
+                size: 0x1000,
+                kind: irqlab_abi::boot_info::MEM_SHARED,
+                reserved: 0,
+            },
+        ];
+        let at = write(&mem, &map, "run=none", 0xe_0000).unwrap();
+        let info: hvm_start_info = mem.read_obj(GuestAddress(at)).unwrap();
+        assert_eq!((info.magic, info.version), (HVM_START_MAGIC, 1));
+        assert_eq!((info.rsdp_paddr, info.memmap_entries), (0xe_0000, 2));
+        let e: hvm_memmap_table_entry = mem.read_obj(GuestAddress(info.memmap_paddr + 24)).unwrap();
+        assert_eq!((e.addr, e.type_), (0x30_0000, E820_RESERVED));
+        let mut c = [0u8; 9];
+        mem.read_slice(&mut c, GuestAddress(info.cmdline_paddr))
+            .unwrap();
+        assert_eq!(&c, b"run=none\0");
+    }
 }
