@@ -534,3 +534,35 @@ fn malformed_or_mismatched_bzimages_get_one_line_errors() {
         );
     }
 }
+
+#[test]
+fn inspect_tells_how_an_image_would_boot() {
+    let guest = scratch("inspect").join("guest.elf");
+    std::fs::write(&guest, irqlab::BUILTIN_GUEST).unwrap();
+    let g = guest.to_str().unwrap();
+    let (code, out, err) = run(&["inspect", g]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("notes: irqlab ABI, PVH entry 0x"), "{out}");
+    assert!(
+        out.contains("entry:    native: long mode at 0x100"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["inspect", g, "--boot", "pvh"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("entry:    pvh: 32-bit protected mode"),
+        "{out}"
+    );
+    let mb = scratch("inspect-mb").join("mb.elf");
+    std::fs::write(&mb, irqlab::loader::multiboot::tiny_kernel(true)).unwrap();
+    let (code, out, _) = run(&["inspect", mb.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("format:   Multiboot v1") && out.contains("EAX = 0x2BADB002"),
+        "{out}"
+    );
+    // Errors are the one-line errors `irqlab run` gives, with its exit code.
+    let (code, _, err) = run(&["inspect", g, "--mem-mib", "1"]);
+    assert_eq!(code, 66, "{err}");
+    assert!(err.contains("raise mem_mib"), "{err}");
+}

@@ -14,7 +14,7 @@
 use crate::arch::x86_64::{acpi, boot_info, linux, mptable, pvh, regs, BootError};
 use crate::config::{BootProtocol, VmConfig};
 use crate::loader::elf::LoadError;
-use crate::loader::{multiboot, Format, LoadedKernel};
+use crate::loader::{self, elf, multiboot, Format, KernelImage, LoadedKernel};
 use crate::machine::SetupError;
 use crate::memory::GuestMemory;
 use kvm_ioctls::VcpuFd;
@@ -32,6 +32,43 @@ pub enum Entry {
     /// Linux's 64-bit boot protocol with this setup header (a bzImage's own, or a synthesized
     /// one for a vmlinux).
     Linux(setup_header),
+}
+
+/// A loaded kernel and how it will be entered.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// The image format.
+    pub format: Format,
+    /// Where it landed.
+    pub kernel: LoadedKernel,
+    /// How the boot CPU enters it.
+    pub entry: Entry,
+}
+
+/// Detects the format, validates the image against `mem_size` bytes of RAM, loads it into
+/// `mem` and picks the entry for `protocol`. Touches no KVM state: `irqlab inspect` runs it
+/// on scratch memory.
+pub fn load(
+    image: &KernelImage,
+    protocol: BootProtocol,
+    mem: &GuestMemory,
+    mem_size: u64,
+) -> Result<Plan, LoadError> {
+    let format = loader::detect(image, protocol == BootProtocol::Multiboot);
+    let (kernel, bz_header) = match format {
+        Format::Elf64 => (elf::load(image, mem, mem_size)?, None),
+        Format::Multiboot => (multiboot::load(image, mem, mem_size)?, None),
+        Format::BzImage => {
+            let (k, hdr) = loader::linux::load(image, mem)?;
+            (k, Some(hdr))
+        }
+    };
+    let entry = choose(protocol, format, &kernel, bz_header, &image.name)?;
+    Ok(Plan {
+        format,
+        kernel,
+        entry,
+    })
 }
 
 /// Picks the entry for `protocol` (`Auto` decides from the image), or names why the image

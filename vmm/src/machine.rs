@@ -7,11 +7,11 @@
 //! thread, the watchdog timer, or SIGINT/SIGTERM.
 
 use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, BootError};
-use crate::config::{BootProtocol, IrqchipMode, KernelSource, VmConfig};
+use crate::config::{IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{DeviceError, Devices, IrqWiring};
 use crate::interrupts::{KvmGsiLine, KvmInterrupts};
-use crate::loader::{self, elf, multiboot, Format, KernelImage};
+use crate::loader::{elf, KernelImage};
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
 use crate::stats::{ExitCounts, Mark};
@@ -271,33 +271,14 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         KernelSource::File(path) => KernelImage::from_file(path)?,
     };
     let mem_size = config.mem_bytes();
-    // Validate the image before touching KVM, so image errors win over host errors.
-    let format = loader::detect(&image, config.boot == BootProtocol::Multiboot);
-    match format {
-        Format::Elf64 => {
-            elf::validate(&image, mem_size)?;
-        }
-        Format::Multiboot => {
-            multiboot::validate(&image, mem_size)?;
-        }
-        Format::BzImage => loader::linux::validate(&image)?,
-    }
+    // Load the image before touching KVM, so image errors win over host errors.
+    let mem = memory::create(mem_size)?;
+    let boot::Plan { kernel, entry, .. } = boot::load(&image, config.boot, &mem, mem_size)?;
 
     let kvm = vm::open_kvm()?;
     let host_kind = host::detect_host_kind();
     let vm_fd = Arc::new(vm::create(&kvm, config.irqchip)?);
-    let mem = memory::create(mem_size)?;
     vm::register_memory(&vm_fd, &mem)?;
-    let mut linux_header = None;
-    let kernel = match format {
-        Format::Elf64 => elf::load(&image, &mem, mem_size)?,
-        Format::Multiboot => multiboot::load(&image, &mem, mem_size)?,
-        Format::BzImage => {
-            let (k, hdr) = loader::linux::load(&image, &mem)?;
-            linux_header = Some(hdr);
-            k
-        }
-    };
 
     let gdt_limit = gdt::write(&mem)?;
     let cr3 = paging::write(&mem)?;
@@ -357,7 +338,6 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             source,
         })?;
     }
-    let entry = boot::choose(config.boot, format, &kernel, linux_header, &image.name)?;
     let facts = boot_info::BootFacts {
         host: host_kind,
         vcpus: config.vcpus,

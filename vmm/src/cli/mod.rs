@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod inspect;
 mod run;
 mod trace;
 
@@ -16,6 +17,7 @@ Examples:
   irqlab run configs/cost.toml --timeout 30   override a config value
   irqlab run --kernel my.elf --cmdline 'x=1'  boot your own ELF64 kernel
   irqlab check                                report what this host supports
+  irqlab inspect vmlinux                      how irqlab would boot a kernel image
   irqlab bench boot                           boot time, exit-loop overhead, VMM memory
   irqlab bench irq                            PIT/MSI delivery, split vs kernel irqchip
   irqlab run configs/timer.toml --trace out   trace every interrupt into out/
@@ -39,6 +41,8 @@ enum Command {
     Run(run::RunArgs),
     /// Report the host's KVM capabilities.
     Check,
+    /// Show how irqlab would load and enter a kernel image (format, notes, boot protocol).
+    Inspect(inspect::InspectArgs),
     /// Measure boot time, exit-loop overhead, memory and interrupt delivery.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -59,6 +63,7 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check => check::check(),
+        Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Trace(cmd) => trace::trace(cmd),
     }

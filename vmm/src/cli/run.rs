@@ -52,12 +52,24 @@ pub struct RunArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum BootArg {
+pub(super) enum BootArg {
     Auto,
     Native,
     Pvh,
     Multiboot,
     Linux,
+}
+
+impl From<BootArg> for irqlab::config::BootProtocol {
+    fn from(b: BootArg) -> Self {
+        match b {
+            BootArg::Auto => Self::Auto,
+            BootArg::Native => Self::Native,
+            BootArg::Pvh => Self::Pvh,
+            BootArg::Multiboot => Self::Multiboot,
+            BootArg::Linux => Self::Linux,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -91,13 +103,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         serial_log: args.serial_log.clone(),
         trace_dir: args.trace.clone(),
         initrd: args.initrd.clone(),
-        boot: args.boot.map(|b| match b {
-            BootArg::Auto => irqlab::config::BootProtocol::Auto,
-            BootArg::Native => irqlab::config::BootProtocol::Native,
-            BootArg::Pvh => irqlab::config::BootProtocol::Pvh,
-            BootArg::Multiboot => irqlab::config::BootProtocol::Multiboot,
-            BootArg::Linux => irqlab::config::BootProtocol::Linux,
-        }),
+        boot: args.boot.map(Into::into),
         trace_mode: args.trace_mode.map(|m| match m {
             TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,
             TraceModeArg::Lockstep => irqlab::trace::TraceMode::Lockstep,

@@ -29,7 +29,7 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// Not an ELF file at all.
-    #[error("{name}: not an ELF file (bad magic {magic:02x?}); irqlab boots ELF64 x86-64 kernels")]
+    #[error("{name}: not an ELF file (bad magic {magic:02x?}), nor a Multiboot kernel or Linux bzImage; irqlab boots ELF64 x86-64 (native, PVH, Linux vmlinux), Multiboot v1 and bzImage kernels")]
     NotElf {
         /// Image name.
         name: String,
