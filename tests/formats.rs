@@ -273,7 +273,9 @@ fn linux_boots_and_shows_its_log(r: LinuxRun) {
         "--vcpus",
         "2",
         "--cmdline",
-        "console=ttyS0 earlyprintk=serial,ttyS0,115200",
+        // panic=-1: where the kernel gets further (VMX/SVM) and panics for want of a root
+        // file system, it reboots (a triple fault here) instead of waiting for the watchdog.
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1",
         "--timeout",
         timeout,
     ]);
