@@ -3,8 +3,29 @@
 //!
 //! vm-superio implements the registers (THR/RBR, IER, IIR, LCR, MCR, LSR, MSR, SCR, the
 //! divisor latch and the receive FIFO); this wrapper adapts it to the bus (any access width:
-//! a 2-byte write to offset 0 writes registers 0 and 1, as the ISA bus splits it) and turns
-//! its interrupt trigger into an [`IrqLine`].
+//! a 2-byte write to offset 0 writes registers 0 and 1, as the ISA bus splits it) and drives
+//! the UART's interrupt output as an [`IrqLine`].
+//!
+//! # The interrupt output is a level
+//!
+//! A 16550's INTR pin is high while an enabled interrupt condition is pending and low once
+//! the driver has served it. vm-superio instead fires an edge-style `trigger()` when a
+//! condition *becomes* pending (and only if its IIR bit was clear). Pulsed into a
+//! level-triggered IO-APIC pin, that loses data: a byte that arrives after the handler's last
+//! LSR read but before its EOI pulses the pin while Remote IRR is set, so the IO-APIC ignores
+//! it, and at the EOI the line is low again — the byte waits in the FIFO for an interrupt that
+//! never comes (issue 17: "26 bytes in, 23 echoed" on SVM). So this wrapper ignores
+//! vm-superio's trigger and recomputes the pin after every access and every received byte:
+//!
+//! * received data available: IER bit 0 and data in the FIFO (LSR.DR);
+//! * transmitter holding register empty: IER bit 1 and the THRE cause pending (set when THR
+//!   is written or the interrupt is enabled, cleared by reading IIR, as on a 16550).
+//!
+//! The pin only moves on a change, so an edge-triggered consumer sees one rising edge per
+//! idle → pending transition, as it would on a board. In loopback mode (MCR bit 4) the pin is
+//! held low: the 16550 disconnects its OUT2-gated interrupt output there. OUT2 itself does not
+//! gate the pin (QEMU and vm-superio do not gate it either, and guests written against them
+//! rely on that).
 //!
 //! # Example
 //! ```
@@ -24,29 +45,56 @@ use vm_superio::{Serial, Trigger};
 /// Number of registers (port window size).
 pub const WINDOW: u64 = 8;
 
-/// Adapts an [`IrqLine`] to vm-superio's edge-style `Trigger`.
-pub struct LineTrigger(Arc<dyn IrqLine>);
+/// vm-superio's edge-style interrupt callback, ignored: the pin follows the register state
+/// instead (see the module documentation).
+pub struct NoTrigger;
 
-impl Trigger for LineTrigger {
+impl Trigger for NoTrigger {
     type E = std::convert::Infallible;
 
     fn trigger(&self) -> Result<(), Self::E> {
-        self.0.set_level(true);
-        self.0.set_level(false);
         Ok(())
     }
 }
 
+const IER_RDA: u8 = 1 << 0;
+const IER_THRE: u8 = 1 << 1;
+const IIR_THRE: u8 = 1 << 1;
+const LSR_DR: u8 = 1 << 0;
+const MCR_LOOP: u8 = 1 << 4;
+
 /// The UART.
 pub struct Uart<W: Write + Send> {
-    serial: Serial<LineTrigger, NoEvents, W>,
+    serial: Serial<NoTrigger, NoEvents, W>,
+    irq: Arc<dyn IrqLine>,
+    /// The level last driven onto `irq`.
+    level: bool,
 }
 
 impl<W: Write + Send> Uart<W> {
     /// A UART whose transmitted bytes go to `out` and whose interrupt drives `irq`.
     pub fn new(irq: Arc<dyn IrqLine>, out: W) -> Self {
         Uart {
-            serial: Serial::new(LineTrigger(irq), out),
+            serial: Serial::new(NoTrigger, out),
+            irq,
+            level: false,
+        }
+    }
+
+    /// Whether an enabled interrupt condition is pending (the INTR pin of a 16550).
+    pub fn interrupt_pending(&self) -> bool {
+        let s = self.serial.state();
+        let rda = s.interrupt_enable & IER_RDA != 0 && s.line_status & LSR_DR != 0;
+        let thre = s.interrupt_enable & IER_THRE != 0 && s.interrupt_identification & IIR_THRE != 0;
+        s.modem_control & MCR_LOOP == 0 && (rda || thre)
+    }
+
+    /// Drives the pin to the current level if it changed.
+    fn update_line(&mut self) {
+        let level = self.interrupt_pending();
+        if level != self.level {
+            self.level = level;
+            self.irq.set_level(level);
         }
     }
 
@@ -57,7 +105,9 @@ impl<W: Write + Send> Uart<W> {
 
     /// Queues bytes received from the host (stdin); returns how many fit in the FIFO.
     pub fn receive(&mut self, bytes: &[u8]) -> usize {
-        self.serial.enqueue_raw_bytes(bytes).unwrap_or(0)
+        let taken = self.serial.enqueue_raw_bytes(bytes).unwrap_or(0);
+        self.update_line();
+        taken
     }
 }
 
@@ -76,6 +126,7 @@ impl<W: Write + Send> BusDevice for Uart<W> {
                 *byte = self.serial.read(reg as u8);
             }
         }
+        self.update_line();
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -88,6 +139,7 @@ impl<W: Write + Send> BusDevice for Uart<W> {
                 let _ = self.serial.write(reg as u8, *byte);
             }
         }
+        self.update_line();
     }
 }
 
