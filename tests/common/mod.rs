@@ -77,3 +77,62 @@ pub fn summary(stdout: &str) -> Option<(u32, u32, u32)> {
     };
     Some((get("passed")?, get("failed")?, get("skipped")?))
 }
+
+/// Result lines that fail because of the emulator under a nested hypervisor, not because of
+/// irqlab or KVM: the exact `FAIL name: detail` lines the same guest ELF printed when booted
+/// under plain QEMU TCG with no KVM at all. The nested-SVM lane (`.ci/nested-svm`) records
+/// them as evidence and names the file in `IRQLAB_EMULATOR_GAPS`; everywhere else the list
+/// is empty, so every FAIL line fails the test.
+pub fn emulator_gaps() -> Vec<String> {
+    match std::env::var_os("IRQLAB_EMULATOR_GAPS") {
+        None => Vec::new(),
+        Some(path) => std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("IRQLAB_EMULATOR_GAPS={path:?}: {e}"))
+            .lines()
+            .filter(|l| l.starts_with("FAIL "))
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// Whether the result line `FAIL name: detail` is a known emulator gap (exact match).
+pub fn is_emulator_gap(name: &str, detail: &str) -> bool {
+    let line = format!("FAIL {name}: {detail}");
+    let known = emulator_gaps().contains(&line);
+    if known {
+        println!("KNOWN EMULATOR GAP (same line under plain QEMU TCG): {line}");
+    }
+    known
+}
+
+/// Asserts a guest run passed: exit 0, or exit 1 (a check failed) where every failed check is
+/// a known emulator gap (see [`emulator_gaps`]) and at least one check failed that way.
+pub fn assert_guest_ok(code: i32, out: &str, err: &str) {
+    if code == 0 {
+        return;
+    }
+    let fails: Vec<_> = results(out)
+        .into_iter()
+        .filter(|(t, _, _)| t == "FAIL")
+        .collect();
+    let all_gaps = !fails.is_empty() && fails.iter().all(|(_, n, d)| is_emulator_gap(n, d));
+    assert!(
+        code == irqlab_abi::status::FAIL as i32 && all_gaps,
+        "guest run failed (exit {code}):\nstdout:\n{out}\nstderr:\n{err}"
+    );
+}
+
+/// Words for a timer experiment's command line: on a host whose clock cannot be trusted (the
+/// nested-SVM lane sets `IRQLAB_UNTRUSTED_CLOCK`: QEMU TCG runs its clock unevenly) the
+/// guest reports the measured rate without judging it (`tolerance=off`).
+pub fn timer_tolerance(words: &str) -> String {
+    if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
+        let kept: Vec<_> = words
+            .split(' ')
+            .filter(|w| !w.starts_with("tolerance="))
+            .collect();
+        format!("{} tolerance=off", kept.join(" "))
+    } else {
+        words.to_string()
+    }
+}

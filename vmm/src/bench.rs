@@ -65,8 +65,13 @@ pub fn bare_pio_exit(exits: u64) -> Result<Duration, BareLoopError> {
     let supported = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| BareLoopError::Kvm("KVM_GET_SUPPORTED_CPUID", e))?;
-    vcpu.set_cpuid2(&cpuid::for_vcpu(supported, 0, 1))
-        .map_err(|e| BareLoopError::Kvm("KVM_SET_CPUID2", e))?;
+    vcpu.set_cpuid2(&cpuid::for_vcpu(
+        supported,
+        0,
+        1,
+        cpuid::HostFeatures::default(),
+    ))
+    .map_err(|e| BareLoopError::Kvm("KVM_SET_CPUID2", e))?;
     regs::set_long_mode(&vcpu, 0, CODE, cr3, gdt_limit)?;
 
     let mut vcpu = vcpu;

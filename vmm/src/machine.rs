@@ -288,6 +288,9 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
             ioctl: "KVM_GET_SUPPORTED_CPUID",
             source,
         })?;
+    let features = cpuid::HostFeatures {
+        tsc_deadline: kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer),
+    };
     let mut vcpus = Vec::with_capacity(config.vcpus.into());
     for id in 0..config.vcpus {
         let fd = vm_fd
@@ -296,8 +299,13 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                 ioctl: "KVM_CREATE_VCPU",
                 source,
             })?;
-        fd.set_cpuid2(&cpuid::for_vcpu(supported.clone(), id, config.vcpus))
-            .map_err(BootError::kvm("KVM_SET_CPUID2", id))?;
+        fd.set_cpuid2(&cpuid::for_vcpu(
+            supported.clone(),
+            id,
+            config.vcpus,
+            features,
+        ))
+        .map_err(BootError::kvm("KVM_SET_CPUID2", id))?;
         // Application processors stay in KVM's wait-for-SIPI state until the guest starts them;
         // the boot CPU is entered below, once the boot structures are written.
         vcpus.push(Vcpu {
