@@ -74,6 +74,54 @@ impl fmt::Display for CpuSnapshot {
     }
 }
 
+/// What irqlab knows of a vCPU's registers when the guest shut down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuState {
+    /// Read from KVM after the exit: the state at the fault.
+    Captured(CpuSnapshot),
+    /// KVM had already replaced the state (the reason), so there is nothing truthful to print.
+    Discarded(&'static str),
+}
+
+impl fmt::Display for CpuState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CpuState::Captured(cpu) => cpu.fmt(f),
+            CpuState::Discarded(why) => write!(f, "registers unavailable: {why}"),
+        }
+    }
+}
+
+/// The last exit a vCPU made to irqlab, kept so that a report can say where the guest was
+/// last seen when KVM has discarded its registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastExit {
+    /// Exit kind (`pio`, `mmio`, `ioapic_eoi`, ...), empty before the first exit.
+    pub reason: &'static str,
+    /// Port, address or vector.
+    pub addr: u64,
+    /// A write access.
+    pub write: bool,
+    /// Exits this vCPU made to irqlab in total.
+    pub count: u64,
+}
+
+impl fmt::Display for LastExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.count == 0 {
+            return write!(f, "the vCPU never exited to irqlab");
+        }
+        let dir = if self.write { "write" } else { "read" };
+        match self.reason {
+            "pio" => write!(f, "last exit to irqlab: port {dir} {:#x}", self.addr),
+            "mmio" => write!(f, "last exit to irqlab: MMIO {dir} {:#x}", self.addr),
+            "ioapic_eoi" => write!(f, "last exit to irqlab: EOI of vector {:#x}", self.addr),
+            other => write!(f, "last exit to irqlab: {other}"),
+        }?;
+        write!(f, " (exit {} of this vCPU)", self.count)
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -86,8 +134,10 @@ pub enum Outcome {
     TripleFault {
         /// Which vCPU.
         vcpu: u8,
-        /// Its registers.
-        cpu: CpuSnapshot,
+        /// Its registers, if KVM kept them.
+        cpu: CpuState,
+        /// Where the guest was last seen.
+        last_exit: LastExit,
     },
     /// `KVM_EXIT_INTERNAL_ERROR`.
     KvmInternalError {
@@ -149,9 +199,20 @@ impl Outcome {
                 format!("guest exited with status {status} (above 63; reported as 63)")
             }
             Outcome::GuestExit { status } => format!("guest exited with status {status}"),
-            Outcome::TripleFault { vcpu, cpu } => {
+            Outcome::TripleFault {
+                vcpu,
+                cpu: cpu @ CpuState::Captured(_),
+                ..
+            } => {
                 format!("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU {vcpu}: {cpu}")
             }
+            Outcome::TripleFault {
+                vcpu,
+                cpu,
+                last_exit,
+            } => format!(
+                "guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU {vcpu}: {cpu}; {last_exit}"
+            ),
             Outcome::KvmInternalError { vcpu, suberror, cpu } => format!(
                 "KVM could not run the guest (KVM_EXIT_INTERNAL_ERROR, suberror {suberror}{}) on vCPU {vcpu}: {cpu}",
                 if *suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION { ": instruction emulation failed" } else { "" }
@@ -176,7 +237,8 @@ mod tests {
         let outcomes = [
             Outcome::TripleFault {
                 vcpu: 0,
-                cpu: CpuSnapshot::default(),
+                cpu: CpuState::Captured(CpuSnapshot::default()),
+                last_exit: LastExit::default(),
             },
             Outcome::KvmInternalError {
                 vcpu: 0,
@@ -215,5 +277,27 @@ mod tests {
         let s = cpu.to_string();
         assert!(s.starts_with("rip=0x100000 "), "{s}");
         assert!(s.ends_with(" code=cd80"), "{s}");
+    }
+
+    #[test]
+    fn discarded_state_is_said_and_never_printed_as_registers() {
+        let o = Outcome::TripleFault {
+            vcpu: 1,
+            cpu: CpuState::Discarded("KVM reset the vCPU"),
+            last_exit: LastExit {
+                reason: "pio",
+                addr: 0x3f8,
+                write: true,
+                count: 42,
+            },
+        };
+        let line = o.explain().unwrap();
+        assert_eq!(
+            line,
+            "guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU 1: registers unavailable: KVM reset \
+             the vCPU; last exit to irqlab: port write 0x3f8 (exit 42 of this vCPU)"
+        );
+        assert!(!line.contains("rip="));
+        assert_eq!(o.exit_code(), code::TRIPLE_FAULT);
     }
 }

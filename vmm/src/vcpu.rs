@@ -8,7 +8,7 @@
 use crate::device_manager::Devices;
 use crate::kvm_stats::VcpuStats;
 use crate::memory::GuestMemory;
-use crate::outcome::{CpuSnapshot, Outcome};
+use crate::outcome::{CpuSnapshot, CpuState, LastExit, Outcome};
 use crate::stats::ExitKind;
 use crate::trace::{host_tsc, ExitRecord, Sample, TraceMode, Tracer, TscOffset};
 use irqlab_abi::trace::DOORBELL_PORT;
@@ -215,6 +215,47 @@ fn describe(exit: &VcpuExit, vcpu: u8, tsc: u64) -> ExitRecord {
     }
 }
 
+/// Records `exit` as the vCPU's last exit to irqlab (cheap: no data is copied).
+fn note_exit(last: &mut LastExit, exit: &VcpuExit) {
+    let (reason, addr, write) = match exit {
+        VcpuExit::IoOut(port, _) => ("pio", u64::from(*port), true),
+        VcpuExit::IoIn(port, _) => ("pio", u64::from(*port), false),
+        VcpuExit::MmioWrite(addr, _) => ("mmio", *addr, true),
+        VcpuExit::MmioRead(addr, _) => ("mmio", *addr, false),
+        VcpuExit::IoapicEoi(v) => ("ioapic_eoi", u64::from(*v), false),
+        VcpuExit::Intr => ("signal (KVM_EXIT_INTR)", 0, false),
+        VcpuExit::Shutdown => return,
+        _ => ("other", 0, false),
+    };
+    *last = LastExit {
+        reason,
+        addr,
+        write,
+        count: last.count + 1,
+    };
+}
+
+/// Why the registers read after `KVM_EXIT_SHUTDOWN` are not the guest's, if they are not.
+///
+/// On AMD SVM the VMCB is undefined after a SHUTDOWN intercept, so KVM INITs the vCPU before
+/// it returns to userspace (`shutdown_interception` in arch/x86/kvm/svm/svm.c): what
+/// `KVM_GET_REGS` then returns is the INIT state, not the state at the fault. On VMX and
+/// kvm-pvm the state is kept. The INIT signature (real mode, CS 0xf000, RIP 0xfff0) is checked
+/// too, so a host irqlab cannot name is not misreported either.
+pub fn discarded_at_shutdown(
+    host: irqlab_abi::boot_info::HostKind,
+    cpu: &CpuSnapshot,
+) -> Option<&'static str> {
+    let init_state = cpu.cr0 & 1 == 0 && cpu.cs == 0xf000 && cpu.rip == 0xfff0;
+    if host == irqlab_abi::boot_info::HostKind::Svm {
+        Some("on AMD SVM, KVM INITs the vCPU at the SHUTDOWN intercept (the VMCB is undefined after it), so the state at the fault is gone")
+    } else if init_state {
+        Some("KVM returned the INIT state (real mode at f000:fff0), not the state at the fault")
+    } else {
+        None
+    }
+}
+
 /// What a vCPU thread shares with the machine.
 pub trait StopControl: Send + Sync {
     /// Whether the machine is stopping.
@@ -244,6 +285,7 @@ impl Vcpu {
         trace: Option<&VcpuTrace>,
     ) {
         let id = self.id;
+        let mut last_exit = LastExit::default();
         loop {
             if ctl.stopping() {
                 return;
@@ -251,23 +293,26 @@ impl Vcpu {
             let result = self.fd.run();
             let t_exit = if trace.is_some() { host_tsc() } else { 0 };
             let action = match result {
-                Ok(exit) => match trace {
-                    None => handle_exit(devices, exit),
-                    Some(tr) => {
-                        let mut rec = describe(&exit, id, t_exit);
-                        if let VcpuExit::IoOut(DOORBELL_PORT, data) = &exit {
-                            tr.doorbell(
-                                id,
-                                le_value(data).unwrap_or(0) as u32,
-                                devices.exits.snapshot(),
-                            );
+                Ok(exit) => {
+                    note_exit(&mut last_exit, &exit);
+                    match trace {
+                        None => handle_exit(devices, exit),
+                        Some(tr) => {
+                            let mut rec = describe(&exit, id, t_exit);
+                            if let VcpuExit::IoOut(DOORBELL_PORT, data) = &exit {
+                                tr.doorbell(
+                                    id,
+                                    le_value(data).unwrap_or(0) as u32,
+                                    devices.exits.snapshot(),
+                                );
+                            }
+                            let action = handle_exit(devices, exit);
+                            rec.vmm_cycles = host_tsc() - t_exit;
+                            tr.tracer.exit(&rec);
+                            action
                         }
-                        let action = handle_exit(devices, exit);
-                        rec.vmm_cycles = host_tsc() - t_exit;
-                        tr.tracer.exit(&rec);
-                        action
                     }
-                },
+                }
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
                     continue;
@@ -282,10 +327,18 @@ impl Vcpu {
             };
             let outcome = match action {
                 ExitAction::Continue => continue,
-                ExitAction::Shutdown => Outcome::TripleFault {
-                    vcpu: self.id,
-                    cpu: self.snapshot(mem),
-                },
+                ExitAction::Shutdown => {
+                    let cpu = self.snapshot(mem);
+                    let host = crate::host::detect_host_kind();
+                    Outcome::TripleFault {
+                        vcpu: self.id,
+                        cpu: match discarded_at_shutdown(host, &cpu) {
+                            Some(why) => CpuState::Discarded(why),
+                            None => CpuState::Captured(cpu),
+                        },
+                        last_exit,
+                    }
+                }
                 ExitAction::InternalError => {
                     // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
                     // union member KVM filled in.
@@ -343,5 +396,51 @@ impl Vcpu {
             cpu.code = code.to_vec();
         }
         cpu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use irqlab_abi::boot_info::HostKind;
+
+    fn init_state() -> CpuSnapshot {
+        CpuSnapshot {
+            rip: 0xfff0,
+            cs: 0xf000,
+            cr0: 0x6000_0010,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn svm_shutdown_state_is_never_reported_as_the_guests() {
+        let long_mode = CpuSnapshot {
+            rip: 0x10_2000,
+            cs: 0x8,
+            cr0: 0x8000_0011,
+            ..Default::default()
+        };
+        // SVM: KVM INITs the vCPU whatever registers it then returns.
+        assert!(discarded_at_shutdown(HostKind::Svm, &init_state()).is_some());
+        assert!(discarded_at_shutdown(HostKind::Svm, &long_mode).is_some());
+        // Elsewhere the state is kept, unless it is the INIT signature.
+        assert!(discarded_at_shutdown(HostKind::Vmx, &long_mode).is_none());
+        assert!(discarded_at_shutdown(HostKind::Pvm, &long_mode).is_none());
+        assert!(discarded_at_shutdown(HostKind::Unknown, &init_state()).is_some());
+    }
+
+    #[test]
+    fn last_exit_counts_and_describes_exits() {
+        let mut last = LastExit::default();
+        let mut data = [0u8; 1];
+        note_exit(&mut last, &VcpuExit::IoOut(0x3f8, &[b'x']));
+        note_exit(&mut last, &VcpuExit::MmioRead(0xfec0_0010, &mut data));
+        note_exit(&mut last, &VcpuExit::Shutdown);
+        assert_eq!(last.count, 2);
+        assert_eq!(
+            last.to_string(),
+            "last exit to irqlab: MMIO read 0xfec00010 (exit 2 of this vCPU)"
+        );
     }
 }
