@@ -225,3 +225,32 @@ fn unusable_kvm_is_a_host_error() {
     assert!(code == 0 || code == i32::from(code::HOST), "{out}");
     assert!(out.contains("host kind:"), "{out}");
 }
+
+#[test]
+fn guest_reboot_requests_end_the_run_with_their_own_exit_code() {
+    if !kvm_or_skip("guest_reboot_requests_end_the_run_with_their_own_exit_code") {
+        return;
+    }
+    // i8042 reset pulse, the reset control register, and the FADT's reset register (found by
+    // the guest through the ACPI tables irqlab writes for PVH kernels).
+    for (boot, how, via) in [
+        ("native", "kbd", "i8042 reset pulse: port 0x64 <- 0xfe"),
+        ("native", "cf9", "reset control register: port 0xcf9"),
+        ("pvh", "acpi", "reset control register: port 0xcf9"),
+    ] {
+        let cmdline = format!("run=none crash=reboot-{how}");
+        let (code, out, err) = run(&["run", "--boot", boot, "--cmdline", &cmdline]);
+        assert_eq!(code, i32::from(code::REBOOT), "{how}: {out}{err}");
+        assert_one_line_error(&err, &format!("guest requested reboot ({via}"));
+        assert!(!out.contains("did not end the run"), "{out}");
+    }
+    // The FADT said: port 0xcf9, value 6.
+    let (_, out, _) = run(&[
+        "run",
+        "--boot",
+        "pvh",
+        "--cmdline",
+        "run=none crash=reboot-acpi",
+    ]);
+    assert!(out.contains("reboot: acpi: port 0xcf9 <- 0x6"), "{out}");
+}

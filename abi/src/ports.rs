@@ -26,3 +26,24 @@ pub const PIT_GSI: u8 = 2;
 pub const PIC_MASTER: u16 = 0x20;
 /// Legacy 8259 PIC slave command/data ports.
 pub const PIC_SLAVE: u16 = 0xa0;
+
+/// i8042 keyboard-controller command/status port. irqlab models only what a reboot needs:
+/// status reads 0 (input buffer empty), and command 0xFE (pulse the CPU reset line) ends the
+/// run as "guest requested reboot".
+pub const I8042_COMMAND: u16 = 0x64;
+/// The i8042 command that pulses the CPU reset line.
+pub const I8042_RESET_PULSE: u8 = 0xfe;
+/// PC reset control register (PIIX/ICH "RST_CNT"): a write with bit 2 (RST_CPU) set resets
+/// the machine. The FADT's reset register points here too (value [`RESET_VALUE`]).
+pub const RESET_CONTROL: u16 = 0xcf9;
+/// RST_CPU bit of [`RESET_CONTROL`].
+pub const RESET_CPU: u8 = 1 << 2;
+/// What the FADT tells the OS to write to [`RESET_CONTROL`] (SYS_RST | RST_CPU, as on a PC).
+pub const RESET_VALUE: u8 = 0x06;
+/// ACPI PM1a event block (PM1_STS at +0, PM1_EN at +2), described in the FADT.
+pub const PM1A_EVT: u16 = 0x600;
+/// ACPI PM1a control block (PM1_CNT, 2 bytes), described in the FADT.
+pub const PM1A_CNT: u16 = 0x604;
+/// ISA IRQ (= GSI) of the ACPI system control interrupt, described in the FADT (level,
+/// active high, as the MADT's override says). Nothing raises it: irqlab has no ACPI events.
+pub const SCI_IRQ: u8 = 9;

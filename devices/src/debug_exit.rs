@@ -12,6 +12,7 @@
 //! struct Record(Mutex<Vec<u32>>);
 //! impl ExitSink for Record {
 //!     fn request_exit(&self, status: u32) { self.0.lock().unwrap().push(status); }
+//!     fn request_reset(&self, _: irqlab_devices::reset::ResetSource) {}
 //! }
 //! let sink = Arc::new(Record::default());
 //! let mut dev = DebugExit::new(sink.clone());
@@ -67,6 +68,7 @@ mod tests {
         fn request_exit(&self, status: u32) {
             self.0.lock().unwrap().push(status);
         }
+        fn request_reset(&self, _source: crate::reset::ResetSource) {}
     }
 
     #[test]

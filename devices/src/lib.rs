@@ -13,6 +13,7 @@ pub mod ioapic;
 pub mod msi_source;
 pub mod pit;
 pub mod posted;
+pub mod reset;
 pub mod uart;
 
 /// A device on the port-I/O or MMIO bus.
@@ -24,10 +25,12 @@ pub trait BusDevice: Send {
     fn write(&mut self, offset: u64, data: &[u8]);
 }
 
-/// Where a request to end the VM goes (debug-exit port, triple-fault policy, …).
+/// Where a request to end the VM goes (debug-exit port, reset registers, …).
 pub trait ExitSink: Send + Sync {
     /// The guest asked to stop the VM with `status`.
     fn request_exit(&self, status: u32);
+    /// The guest asked for a reboot through `source`.
+    fn request_reset(&self, source: reset::ResetSource);
 }
 
 /// An interrupt line out of a device (an IO-APIC input pin, for instance).

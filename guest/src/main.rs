@@ -28,6 +28,7 @@ mod pit;
 mod port;
 mod posted;
 mod pvh;
+mod reboot;
 mod report;
 mod rt;
 mod selftest;
@@ -212,7 +213,8 @@ impl Runs {
     }
 }
 
-/// Deliberate failures the VMM's tests use: `crash=triple-fault|hang|panic|status:N`.
+/// Deliberate failures the VMM's tests use:
+/// `crash=triple-fault|double-fault|kernel-fault|hang|panic|status:N|reboot-acpi|reboot-kbd|reboot-cf9`.
 fn crash_modes(boot: &Boot) {
     match boot.cmdline.get("crash") {
         None => {}
@@ -245,6 +247,10 @@ fn crash_modes(boot: &Boot) {
             println!("crash: kernel #PF on an unmapped guard page");
             // SAFETY: deliberately fatal: nothing expects this #PF.
             unsafe { core::ptr::read_volatile(BOOT_STACK.guard_page() as *const u64) };
+        }
+        Some(other) if other.starts_with("reboot-") => {
+            reboot::request(&other["reboot-".len()..]);
+            println!("crash: the reboot request did not end the run");
         }
         Some(other) => match other.strip_prefix("status:").and_then(|n| n.parse().ok()) {
             Some(status) => exit::exit(status),

@@ -25,6 +25,7 @@ use irqlab_devices::debug_exit::{self, DebugExit};
 use irqlab_devices::ioapic::{self, IoApic};
 use irqlab_devices::msi_source::{DmaWriter, MsiSource};
 use irqlab_devices::pit::{self, Pit};
+use irqlab_devices::reset;
 use irqlab_devices::uart::{self, Uart};
 use irqlab_devices::{BusDevice, ExitSink, IrqLine, MsiSink};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -217,7 +218,28 @@ impl Devices {
             "debug-exit",
             ports::DEBUG_EXIT.into(),
             debug_exit::WINDOW,
-            Arc::new(Mutex::new(DebugExit::new(exit))),
+            Arc::new(Mutex::new(DebugExit::new(exit.clone()))),
+        )?;
+        // The ways a PC guest reboots, and the ACPI fixed-hardware registers the FADT names.
+        pio.insert(
+            "i8042",
+            ports::I8042_COMMAND.into(),
+            1,
+            Arc::new(Mutex::new(reset::I8042::new(exit.clone()))),
+        )?;
+        pio.insert(
+            "reset control",
+            ports::RESET_CONTROL.into(),
+            1,
+            Arc::new(Mutex::new(reset::ResetControl::new(exit))),
+        )?;
+        pio.insert(
+            "ACPI PM1a",
+            ports::PM1A_EVT.into(),
+            u64::from(ports::PM1A_CNT - ports::PM1A_EVT) + 2,
+            Arc::new(Mutex::new(reset::AcpiPm::new(
+                (ports::PM1A_CNT - ports::PM1A_EVT).into(),
+            ))),
         )?;
         let bench = Arc::new(Mutex::new(BenchPort::default()));
         pio.insert("bench", ports::BENCH.into(), 1, bench.clone())?;

@@ -183,6 +183,12 @@ impl irqlab_devices::ExitSink for Shared {
     fn request_exit(&self, status: u32) {
         self.finish(Outcome::GuestExit { status });
     }
+
+    fn request_reset(&self, source: irqlab_devices::reset::ResetSource) {
+        self.finish(Outcome::Reboot {
+            via: source.to_string(),
+        });
+    }
 }
 
 /// Wakes the event loop for anything that ends the run.

@@ -26,6 +26,9 @@ pub mod code {
     pub const GUEST_STOPPED: u8 = 73;
     /// The wall-clock watchdog (`--timeout`) fired.
     pub const TIMEOUT: u8 = 74;
+    /// The guest requested a reboot (i8042 reset pulse, port 0xcf9 / the FADT reset register,
+    /// or a KVM reset system event). irqlab ends the run instead of restarting the guest.
+    pub const REBOOT: u8 = 75;
     /// Interrupted by SIGINT (128 + 2).
     pub const SIGINT: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -162,6 +165,11 @@ pub enum Outcome {
         /// What happened.
         what: String,
     },
+    /// The guest requested a reboot.
+    Reboot {
+        /// Through which register or event.
+        via: String,
+    },
     /// The watchdog fired.
     Timeout(Duration),
     /// SIGINT or SIGTERM.
@@ -184,6 +192,7 @@ impl Outcome {
             Outcome::KvmInternalError { .. } | Outcome::FailEntry { .. } => code::KVM_INTERNAL,
             Outcome::GuestStopped { .. } => code::GUEST_STOPPED,
             Outcome::Timeout(_) => code::TIMEOUT,
+            Outcome::Reboot { .. } => code::REBOOT,
             Outcome::Signal(libc::SIGINT) => code::SIGINT,
             Outcome::Signal(libc::SIGTERM) => code::SIGTERM,
             Outcome::Signal(s) => 128u8.saturating_add(*s as u8),
@@ -221,6 +230,7 @@ impl Outcome {
                 format!("KVM_EXIT_FAIL_ENTRY on vCPU {vcpu}: hardware entry failure reason {reason:#x}")
             }
             Outcome::GuestStopped { vcpu, what } => format!("guest stopped on vCPU {vcpu}: {what}"),
+            Outcome::Reboot { via } => format!("guest requested reboot ({via})"),
             Outcome::Timeout(d) => format!("watchdog: guest still running after {:.1} s (--timeout)", d.as_secs_f64()),
             Outcome::Signal(s) => format!("stopped by signal {s}; guest output flushed"),
             Outcome::VcpuFailed { vcpu, what } => format!("vCPU {vcpu} failed: {what}"),
@@ -250,6 +260,7 @@ mod tests {
                 what: "x".into(),
             },
             Outcome::Timeout(Duration::from_secs(1)),
+            Outcome::Reboot { via: "x".into() },
             Outcome::Signal(libc::SIGINT),
             Outcome::Signal(libc::SIGTERM),
             Outcome::VcpuFailed {

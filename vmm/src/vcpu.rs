@@ -47,6 +47,8 @@ pub enum ExitAction {
     InternalError,
     /// Hardware refused VM entry.
     FailEntry(u64),
+    /// The guest asked for a reboot (KVM reset system event).
+    Reboot(String),
     /// Something irqlab does not handle.
     Unhandled(String),
 }
@@ -95,8 +97,11 @@ pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
         VcpuExit::Hlt => {
             ExitAction::Unhandled("HLT exit (no in-kernel LAPIC to wake the vCPU)".into())
         }
+        VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_RESET, _) => {
+            ExitAction::Reboot("KVM_SYSTEM_EVENT_RESET".into())
+        }
         VcpuExit::SystemEvent(kind, _) => {
-            ExitAction::Unhandled(format!("system event {kind} (reset or shutdown request)"))
+            ExitAction::Unhandled(format!("system event {kind} (shutdown or crash request)"))
         }
         other => ExitAction::Unhandled(format!("unexpected exit {other:?}")),
     }
@@ -354,6 +359,7 @@ impl Vcpu {
                     vcpu: self.id,
                     reason,
                 },
+                ExitAction::Reboot(via) => Outcome::Reboot { via },
                 ExitAction::Unhandled(what) => Outcome::GuestStopped {
                     vcpu: self.id,
                     what,
@@ -434,7 +440,7 @@ mod tests {
     fn last_exit_counts_and_describes_exits() {
         let mut last = LastExit::default();
         let mut data = [0u8; 1];
-        note_exit(&mut last, &VcpuExit::IoOut(0x3f8, &[b'x']));
+        note_exit(&mut last, &VcpuExit::IoOut(0x3f8, b"x"));
         note_exit(&mut last, &VcpuExit::MmioRead(0xfec0_0010, &mut data));
         note_exit(&mut last, &VcpuExit::Shutdown);
         assert_eq!(last.count, 2);

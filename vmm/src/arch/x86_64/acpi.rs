@@ -2,14 +2,27 @@
 //! than MP tables (Debian's cloud kernels are built without `CONFIG_X86_MPPARSE`) finds the
 //! CPUs, the IO-APIC and the ISA IRQ wiring.
 //!
-//! A hardware-reduced ACPI machine (no PM timer, no SCI, no fixed-feature registers): RSDP →
-//! XSDT → FADT (→ an empty DSDT) and MADT. The MADT says what the MP table says: one local APIC
-//! per vCPU, the IO-APIC at `IOAPIC_BASE`, ISA IRQ 0 → GSI 2 (an interrupt source override;
-//! every other ISA IRQ is identity-mapped), LINT1 = NMI. The tables sit in the BIOS area at
-//! 0xe0000, where an OS also finds the RSDP by scanning; the boot protocols pass its address too.
+//! RSDP → XSDT → FADT (→ DSDT) and MADT, describing a PC with the ISA interrupt model:
+//!
+//! * **FADT: fixed hardware, not hardware-reduced.** A hardware-reduced FADT makes Linux drop
+//!   the legacy PIC model (`null_legacy_pic`), so no ISA IRQs 0–15 exist and the 8250 driver
+//!   finds no IRQ for COM1 (issue 17: userspace console writes returned EIO). So the FADT
+//!   describes the fixed hardware irqlab has: PM1a event and control blocks at
+//!   `PM1A_EVT`/`PM1A_CNT` (ACPI mode always on: no SMI command port), the SCI on ISA IRQ 9,
+//!   no PM timer, and the reset register (port 0xcf9, value 0x06; `RESET_REG_SUP`).
+//! * **DSDT: COM1** as a PNP0501 device with its ports and ISA IRQ 4, so the kernel's
+//!   ACPI/PNP layer knows the UART's resources.
+//! * **MADT**: what the MP table says: one local APIC per vCPU, the IO-APIC at `IOAPIC_BASE`,
+//!   ISA IRQ 0 → GSI 2 and the SCI (IRQ 9) level-triggered active-high (interrupt source
+//!   overrides; every other ISA IRQ is identity-mapped, edge, active high), LINT1 = NMI.
+//!
+//! The tables sit in the BIOS area at 0xe0000, where an OS also finds the RSDP by scanning;
+//! the boot protocols pass its address too.
 
 use super::BootError;
+use acpi_tables::aml::{Device, EISAName, Interrupt, Name, Path, ResourceTemplate, IO};
 use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
 };
@@ -18,6 +31,7 @@ use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
 use irqlab_abi::layout::{IOAPIC_BASE, LAPIC_BASE};
+use irqlab_abi::ports;
 use vm_memory::{Bytes, GuestAddress};
 use zerocopy::{Immutable, IntoBytes};
 
@@ -92,6 +106,17 @@ fn madt(vcpus: u8) -> MADT {
         gsi: 2,
         flags: 0, // conforms to the bus: ISA edge, active high
     });
+    // The SCI: level-triggered (bits 3:2 = 11), active high (bits 1:0 = 01), as on QEMU's PC.
+    // Left at "conforms", ACPI's SCI default would be active low, and an idle (low) line
+    // would then read as asserted.
+    madt.add_structure(InterruptSourceOverride {
+        kind: 2,
+        length: 10,
+        bus: 0,
+        source: ports::SCI_IRQ,
+        gsi: ports::SCI_IRQ.into(),
+        flags: 0b1101,
+    });
     madt.add_structure(LocalApicNmi {
         kind: 4,
         length: 6,
@@ -102,21 +127,74 @@ fn madt(vcpus: u8) -> MADT {
     madt
 }
 
+/// The DSDT: COM1 (PNP0501) with its eight ports and ISA IRQ 4 (edge, active high).
+fn dsdt() -> Sdt {
+    let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    let io = IO::new(ports::COM1, ports::COM1, 1, 8);
+    let irq = Interrupt::new(true, true, false, false, ports::COM1_GSI.into());
+    let crs = ResourceTemplate::new(vec![&io, &irq]);
+    let hid = EISAName::new("PNP0501");
+    let (name_hid, name_uid, name_crs) = (
+        Name::new("_HID".into(), &hid),
+        Name::new("_UID".into(), &1u8),
+        Name::new("_CRS".into(), &crs),
+    );
+    let com1 = Device::new(
+        Path::new("_SB_.COM1"),
+        vec![&name_hid, &name_uid, &name_crs],
+    );
+    let mut aml = Vec::new();
+    com1.to_aml_bytes(&mut aml);
+    dsdt.append_slice(&aml);
+    dsdt
+}
+
+/// The FADT: fixed hardware (PM1a blocks, SCI on IRQ 9, no PM timer), ACPI mode always on,
+/// the reset register at port 0xcf9.
+fn fadt(dsdt_at: u64) -> FADTBuilder {
+    let io = |width_bytes: u8, port: u16| {
+        let size = match width_bytes {
+            1 => AccessSize::ByteAccess,
+            2 => AccessSize::WordAccess,
+            _ => AccessSize::DwordAccess,
+        };
+        GAS::new(
+            AddressSpace::SystemIo,
+            width_bytes * 8,
+            0,
+            size,
+            port.into(),
+        )
+    };
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(dsdt_at)
+        .flag(Flags::Wbinvd)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton)
+        .flag(Flags::ResetRegSup);
+    fadt.iapc_boot_arch = IAPC_BOOT_ARCH.into();
+    fadt.sci_int = u16::from(ports::SCI_IRQ).into();
+    // SMI_CMD = 0: the platform is always in ACPI mode (PM1_CNT.SCI_EN reads 1).
+    fadt.pm1a_evt_blk = u32::from(ports::PM1A_EVT).into();
+    fadt.pm1_evt_len = 4;
+    fadt.x_pm1a_evt_blk = io(4, ports::PM1A_EVT);
+    fadt.pm1a_cnt_blk = u32::from(ports::PM1A_CNT).into();
+    fadt.pm1_cnt_len = 2;
+    fadt.x_pm1a_cnt_blk = io(2, ports::PM1A_CNT);
+    fadt.reset_reg = io(1, ports::RESET_CONTROL);
+    fadt.reset_value = ports::RESET_VALUE;
+    fadt
+}
+
 /// The tables as laid out from [`RSDP_ADDR`]: (address, bytes) pairs.
 pub fn build(vcpus: u8) -> Vec<(u64, Vec<u8>)> {
     let align = |a: u64| a.next_multiple_of(16);
     let xsdt_at = align(RSDP_ADDR + Rsdp::len() as u64);
     // The XSDT names two tables: 36-byte header + 2 × 8.
     let dsdt_at = align(xsdt_at + 36 + 16);
-    let dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    let dsdt = dsdt();
     let fadt_at = align(dsdt_at + dsdt.len() as u64);
-    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
-        .dsdt_64(dsdt_at)
-        .flag(Flags::HwReducedAcpi)
-        .flag(Flags::PwrButton)
-        .flag(Flags::SlpButton);
-    fadt.iapc_boot_arch = IAPC_BOOT_ARCH.into();
-    let fadt = bytes(&fadt.finalize());
+    let fadt = bytes(&fadt(dsdt_at).finalize());
     let madt_at = align(fadt_at + fadt.len() as u64);
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt_at);
@@ -179,11 +257,43 @@ mod tests {
             assert_eq!(le32(t, 4) as usize, t.len(), "length field");
             assert_eq!(sum(t), 0, "checksum of {:?}", &t[..4]);
         }
-        // FADT → DSDT (X_DSDT at offset 140), hardware-reduced (flag bit 20 at offset 112).
+        // FADT → DSDT (X_DSDT at offset 140); not hardware-reduced (flag bit 20 at offset
+        // 112), so Linux keeps the ISA IRQ model; the reset register is supported (bit 10).
         let fadt = at(entries[0]);
         let dsdt_at = u64::from_le_bytes(fadt[140..148].try_into().unwrap());
-        assert_eq!(&at(dsdt_at)[..4], b"DSDT");
-        assert_ne!(le32(fadt, 112) & (1 << 20), 0);
+        let dsdt = at(dsdt_at);
+        assert_eq!(&dsdt[..4], b"DSDT");
+        assert_eq!(le32(dsdt, 4) as usize, dsdt.len());
+        assert_eq!(sum(dsdt), 0);
+        let flags = le32(fadt, 112);
+        assert_eq!(flags & (1 << 20), 0, "not hardware-reduced");
+        assert_ne!(flags & (1 << 10), 0, "RESET_REG_SUP");
+        // SCI_INT (46), SMI_CMD (48) = 0, PM1a_EVT_BLK (56), PM1a_CNT_BLK (64), lengths (88, 89).
+        assert_eq!(u16::from_le_bytes([fadt[46], fadt[47]]), 9);
+        assert_eq!(le32(fadt, 48), 0, "always in ACPI mode");
+        assert_eq!(le32(fadt, 56), 0x600);
+        assert_eq!(le32(fadt, 64), 0x604);
+        assert_eq!((fadt[88], fadt[89]), (4, 2));
+        // RESET_REG (116): system I/O, 8 bits, port 0xcf9; RESET_VALUE (128) 6.
+        assert_eq!((fadt[116], fadt[117]), (1, 8));
+        assert_eq!(
+            u64::from_le_bytes(fadt[120..128].try_into().unwrap()),
+            0xcf9
+        );
+        assert_eq!(fadt[128], 6);
+        // COM1 in the DSDT: Device (COM1), _HID EISAID("PNP0501") = 41 d0 05 01, IO 0x3f8
+        // (descriptor 0x47, decode 16, min, max), extended IRQ 4.
+        let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"COM1"));
+        assert!(has(&[0x0c, 0x41, 0xd0, 0x05, 0x01]), "_HID PNP0501");
+        assert!(
+            has(&[0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08]),
+            "IO 0x3f8/8"
+        );
+        assert!(
+            has(&[0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0, 0, 0]),
+            "IRQ 4 edge high"
+        );
         let end = tables
             .iter()
             .map(|(a, t)| a + t.len() as u64)
@@ -210,6 +320,6 @@ mod tests {
         assert_eq!(o, madt.len());
         assert_eq!(cpus, [0, 1, 2]);
         assert_eq!(ioapic, Some((3, IOAPIC_BASE as u32)));
-        assert_eq!(overrides, [(0, 2)]);
+        assert_eq!(overrides, [(0, 2), (9, 9)]);
     }
 }
