@@ -99,9 +99,10 @@ fn zero_memory() {
     let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
     assert_eq!(code, i32::from(code::CONFIG));
     assert_one_line_error(&err, &format!("{}:1:11: `mem_mib` is 0", cfg.display()));
+    // On the command line it is a usage error (see `bad_numeric_flags_are_usage_errors`).
     let (code, _, err) = run(&["run", "--mem-mib", "0"]);
-    assert_eq!(code, i32::from(code::CONFIG));
-    assert_one_line_error(&err, "--mem-mib: `mem_mib` is 0");
+    assert_eq!(code, i32::from(code::USAGE));
+    assert_one_line_error(&err, "invalid value '0' for '--mem-mib <N>'");
 }
 
 #[test]
@@ -253,4 +254,268 @@ fn guest_reboot_requests_end_the_run_with_their_own_exit_code() {
         "run=none crash=reboot-acpi",
     ]);
     assert!(out.contains("reboot: acpi: port 0xcf9 <- 0x6"), "{out}");
+}
+
+/// Runs irqlab with `args`, failing the test (and killing irqlab) if it has not ended within
+/// ten seconds: for inputs that used to block forever.
+fn run_with_deadline(args: &[&str]) -> (i32, String) {
+    use std::io::Read;
+    let mut child = irqlab()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("irqlab {args:?} still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn kernel_that_is_not_a_regular_file() {
+    let dir = scratch("kernel-not-regular");
+    let fifo = dir.join("kernel.fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    let d = dir.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["run", "--kernel", "/dev/zero"],
+            "/dev/zero: cannot read kernel image: is a character device, not a regular file"
+                .to_string(),
+        ),
+        (
+            vec!["run", "--kernel", d],
+            format!("{d}: cannot read kernel image: is a directory, not a regular file"),
+        ),
+        // Used to block in open(2), waiting for a writer.
+        (
+            vec!["run", "--kernel", fifo],
+            format!("{fifo}: cannot read kernel image: is a FIFO (named pipe), not a regular file"),
+        ),
+        (
+            vec!["inspect", "/dev/zero"],
+            "/dev/zero: cannot read kernel image: is a character device".to_string(),
+        ),
+        (
+            vec!["inspect", fifo],
+            format!("{fifo}: cannot read kernel image: is a FIFO"),
+        ),
+    ] {
+        let (code, err) = run_with_deadline(&args);
+        assert_eq!(code, i32::from(code::KERNEL), "{args:?}: {err}");
+        assert_one_line_error(&err, &needle);
+    }
+}
+
+#[test]
+fn config_that_is_not_a_regular_file() {
+    let dir = scratch("config-not-regular");
+    let fifo = dir.join("c.toml");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    let d = dir.to_str().unwrap();
+    for (path, what) in [
+        (d, "a directory"),
+        ("/dev/zero", "a character device"),
+        (fifo, "a FIFO (named pipe)"),
+    ] {
+        let (code, err) = run_with_deadline(&["run", path]);
+        assert_eq!(code, i32::from(code::CONFIG), "{path}: {err}");
+        assert_one_line_error(
+            &err,
+            &format!("{path}: cannot read config file: is {what}, not a regular file"),
+        );
+    }
+}
+
+#[test]
+fn initrd_or_module_that_is_not_a_regular_file_or_missing() {
+    let dir = scratch("initrd-not-regular");
+    let fifo = dir.join("initrd.fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    // Through the Linux boot protocol even the built-in guest takes an initrd: the file
+    // itself is what is checked here.
+    for (initrd, what) in [
+        ("/dev/zero", "is a character device, not a regular file"),
+        (fifo, "is a FIFO (named pipe), not a regular file"),
+        ("/nonexistent/initrd.cpio", "No such file or directory"),
+    ] {
+        let (code, err) = run_with_deadline(&["run", "--boot", "linux", "--initrd", initrd]);
+        assert_eq!(code, i32::from(code::CONFIG), "{initrd}: {err}");
+        assert_one_line_error(&err, &format!("--initrd: `initrd` {initrd}: {what}"));
+    }
+    // A missing Multiboot module, named with its line and column.
+    std::fs::write(
+        dir.join("mb.elf"),
+        irqlab::loader::multiboot::tiny_kernel(true),
+    )
+    .unwrap();
+    let cfg = dir.join("mb.toml");
+    std::fs::write(
+        &cfg,
+        "kernel = \"mb.elf\"\nmodules = [\"one.txt\", \"missing.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("one.txt"), "1").unwrap();
+    let (code, err) = run_with_deadline(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    assert_one_line_error(
+        &err,
+        &format!(
+            "{}:2:23: `modules` {}: No such file or directory",
+            cfg.display(),
+            dir.join("missing.txt").display()
+        ),
+    );
+}
+
+#[test]
+fn initrd_or_modules_for_a_kernel_that_takes_none() {
+    let dir = scratch("inputs-not-taken");
+    std::fs::write(dir.join("initrd.cpio"), "070701").unwrap();
+    // The built-in guest boots natively: no initrd (the file exists and is fine).
+    let initrd = dir.join("initrd.cpio");
+    let (code, _, err) = run(&["run", "--initrd", initrd.to_str().unwrap()]);
+    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    assert_one_line_error(
+        &err,
+        "--initrd: `initrd` is only for kernels entered through the Linux boot protocol \
+         (bzImage, vmlinux) or PVH; the built-in guest boots through irqlab's native boot \
+         protocol",
+    );
+    // Named by the config line when it comes from the file.
+    let cfg = dir.join("native.toml");
+    std::fs::write(&cfg, "boot = \"native\"\ninitrd = \"initrd.cpio\"\n").unwrap();
+    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    assert_one_line_error(
+        &err,
+        &format!(
+            "{}:2:10: `initrd` is only for kernels entered through",
+            cfg.display()
+        ),
+    );
+    // Modules are for Multiboot kernels only.
+    let k = dir.join("plain.elf");
+    std::fs::write(&k, tiny_elf(2, 62, 0x10_0000, 0, &[0xf4])).unwrap();
+    let cfg = dir.join("mods.toml");
+    std::fs::write(
+        &cfg,
+        "kernel = \"plain.elf\"\nmodules = [\"initrd.cpio\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    assert_one_line_error(
+        &err,
+        &format!(
+            "{}:2:12: `modules` is only for Multiboot kernels; {} boots through irqlab's native boot protocol",
+            cfg.display(),
+            k.display()
+        ),
+    );
+    // And an initrd is not for a Multiboot kernel, which is told what it takes instead.
+    std::fs::write(
+        dir.join("mb.elf"),
+        irqlab::loader::multiboot::tiny_kernel(true),
+    )
+    .unwrap();
+    let mb = dir.join("mb.elf");
+    let (code, _, err) = run(&[
+        "run",
+        "--kernel",
+        mb.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+    ]);
+    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    assert_one_line_error(
+        &err,
+        "boots through Multiboot v1, which takes `modules` instead",
+    );
+}
+
+#[test]
+fn bad_numeric_flags_are_usage_errors() {
+    // (subcommand words, flag, accepted range as the message gives it, values that mean nothing)
+    let cases: &[(&[&str], &str, &str, &[&str])] = &[
+        (&["run"], "--mem-mib", "from 2 to 3072 MiB", &["0"]),
+        (&["run"], "--vcpus", "from 1 to 8", &["0"]),
+        (&["run"], "--timeout", "from 0 (off) to 86400", &[]),
+        (
+            &["inspect", "k.elf"],
+            "--mem-mib",
+            "from 1 to 3072 MiB",
+            &["0"],
+        ),
+        (&["bench", "boot"], "--runs", "from 1 to 1000", &["0"]),
+        (
+            &["bench", "boot"],
+            "--exits",
+            "from 2 to 1000000",
+            &["0", "1"],
+        ),
+        (&["bench", "boot"], "--rounds", "from 1 to 1000", &["0"]),
+        (&["bench", "irq"], "--seconds", "from 0.01 to 600", &["0"]),
+        (&["bench", "trace"], "--rounds", "from 1 to 100", &["0"]),
+        (&["bench", "compare"], "--runs", "from 1 to 1000", &["0"]),
+    ];
+    for (words, flag, range, zero) in cases {
+        for value in ["nan", "inf", "-inf", "1e300", "-1", "99999999999999999999"]
+            .iter()
+            .chain(zero.iter())
+        {
+            let mut args = words.to_vec();
+            args.extend([*flag, value]);
+            let (code, out, err) = run(&args);
+            assert_eq!(code, i32::from(code::USAGE), "{args:?}: {out}{err}");
+            assert_one_line_error(&err, &format!("invalid value '{value}' for '{flag} "));
+            assert!(err.contains(range), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    for args in [
+        &["run", "--no-such-flag"][..],
+        &["bench"],
+        &["inspect"],
+        &["run", "--irqchip", "pic"],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, i32::from(code::USAGE), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("irqlab: ") && err.contains("(see --help)"),
+            "{err}"
+        );
+    }
 }

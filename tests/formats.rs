@@ -92,6 +92,42 @@ fn the_same_elf_under_qemu_microvm_gives_the_same_results() {
 }
 
 #[test]
+fn multiboot_kernels_may_load_below_1_mib_except_over_irqlabs_structures() {
+    if !kvm_or_skip("multiboot low") {
+        return;
+    }
+    let dir = scratch("multiboot-low");
+    for elf32 in [false, true] {
+        // Conventional memory clear of irqlab's structures (kvm-unit-tests' realmode test
+        // loads there): boots.
+        let k = dir.join(format!("low-{elf32}.bin"));
+        std::fs::write(&k, irqlab::loader::multiboot::tiny_kernel_at(elf32, 0x8000)).unwrap();
+        let (code, out, err) = run(&["run", "--kernel", k.to_str().unwrap()]);
+        assert_eq!((code, out.as_str()), (0, "M"), "{err}");
+        // Over the GDT / Multiboot information / command line: a one-line error naming them.
+        let k = dir.join(format!("collide-{elf32}.bin"));
+        std::fs::write(&k, irqlab::loader::multiboot::tiny_kernel_at(elf32, 0x2000)).unwrap();
+        let (code, _, err) = run(&["run", "--kernel", k.to_str().unwrap()]);
+        assert_eq!(code, 66, "{err}");
+        assert!(
+            err.contains("overlaps irqlab's boot structures at 0x1000..0x4000")
+                && err.lines().count() == 1,
+            "{err}"
+        );
+        // The legacy video/BIOS area is not RAM.
+        let k = dir.join(format!("hole-{elf32}.bin"));
+        std::fs::write(
+            &k,
+            irqlab::loader::multiboot::tiny_kernel_at(elf32, 0xb_0000),
+        )
+        .unwrap();
+        let (code, _, err) = run(&["run", "--kernel", k.to_str().unwrap()]);
+        assert_eq!(code, 66, "{err}");
+        assert!(err.contains("is not RAM"), "{err}");
+    }
+}
+
+#[test]
 fn multiboot_kernels_boot_elf32_and_aout_kludge() {
     if !kvm_or_skip("multiboot") {
         return;

@@ -421,9 +421,14 @@ impl IoApic {
 
     fn write_register(&mut self, index: u8, value: u32) {
         match index {
-            IOAPICID => self.id = value & ID_MASK,
-            // Version and arbitration are read-only (arbitration loads from the ID on a
-            // startup, which software cannot trigger here).
+            // §3.2.3: the arbitration ID is loaded with the IOAPIC ID whenever the ID register
+            // is written (it then rotates during bus arbitration, which a message-signalled
+            // model never does).
+            IOAPICID => {
+                self.id = value & ID_MASK;
+                self.arbitration = self.id;
+            }
+            // Version and arbitration are read-only.
             IOAPICVER | IOAPICARB => {}
             i if i >= IOREDTBL_BASE && usize::from(i - IOREDTBL_BASE) < 2 * NUM_PINS => {
                 let n = usize::from(i - IOREDTBL_BASE);
@@ -758,5 +763,18 @@ mod tests {
         io.set_irq(24, true);
         io.set_irq(usize::MAX, true);
         assert!(sent(&sink).is_empty());
+    }
+
+    #[test]
+    fn arbitration_id_loads_from_the_id_and_is_read_only() {
+        let (_, mut io) = setup();
+        write_reg(&mut io, IOAPICID, 0x0f00_0000);
+        assert_eq!(read_reg(&mut io, IOAPICARB), 0x0f00_0000, "set by ID");
+        write_reg(&mut io, IOAPICARB, 0);
+        assert_eq!(read_reg(&mut io, IOAPICARB), 0x0f00_0000, "read only");
+        write_reg(&mut io, IOAPICID, 0xffff_ffff);
+        assert_eq!(read_reg(&mut io, IOAPICARB), 0x0f00_0000, "only bits 27:24");
+        write_reg(&mut io, IOAPICID, 0x0300_0000);
+        assert_eq!(read_reg(&mut io, IOAPICARB), 0x0300_0000);
     }
 }

@@ -9,11 +9,13 @@
 
 pub mod bench_port;
 pub mod debug_exit;
+pub mod fw_cfg;
 pub mod ioapic;
 pub mod msi_source;
 pub mod pit;
 pub mod posted;
 pub mod reset;
+pub mod testdev;
 pub mod uart;
 
 /// A device on the port-I/O or MMIO bus.

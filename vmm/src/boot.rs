@@ -59,7 +59,7 @@ pub fn load(
         Format::Elf64 => (elf::load(image, mem, mem_size)?, None),
         Format::Multiboot => (multiboot::load(image, mem, mem_size)?, None),
         Format::BzImage => {
-            let (k, hdr) = loader::linux::load(image, mem)?;
+            let (k, hdr) = loader::linux::load(image, mem, mem_size)?;
             (k, Some(hdr))
         }
     };
@@ -114,6 +114,63 @@ pub fn choose(
     }
 }
 
+/// How `image` would be entered under `protocol`, decided from its bytes alone (nothing is
+/// loaded; the PVH entry is taken from the note's presence): for checks before the run, such
+/// as [`VmConfig::check_inputs`]. `None` when the image would not load — the run names why.
+pub fn entry_of(image: &KernelImage, protocol: BootProtocol) -> Option<Entry> {
+    let format = loader::detect(image, protocol == BootProtocol::Multiboot);
+    let notes = match format {
+        Format::Elf64 => elf::notes(&image.bytes),
+        _ => elf::Notes::default(),
+    };
+    let kernel = LoadedKernel {
+        entry: 0,
+        start: 0,
+        end: 0,
+        pvh_entry: notes.pvh.then_some(0),
+        notes,
+    };
+    choose(protocol, format, &kernel, None, &image.name).ok()
+}
+
+/// The protocol an entry uses, in words.
+pub fn entry_name(entry: &Entry) -> &'static str {
+    match entry {
+        Entry::Native => "irqlab's native boot protocol",
+        Entry::Pvh(_) => "PVH",
+        Entry::Multiboot => "Multiboot v1",
+        Entry::Linux(_) => "the Linux boot protocol",
+    }
+}
+
+/// Why `key` (`"initrd"` or `"modules"`) cannot be given to `kernel` (a name for the message)
+/// entered with `entry`: only the Linux boot protocol and PVH take an initrd, only Multiboot
+/// takes modules. The words follow the key: "is only for …". `None` if it can.
+pub fn refuses_input(entry: &Entry, key: &str, kernel: &str) -> Option<String> {
+    let (takes, kernels, instead) = match key {
+        "initrd" => (
+            matches!(entry, Entry::Linux(_) | Entry::Pvh(_)),
+            "kernels entered through the Linux boot protocol (bzImage, vmlinux) or PVH",
+            matches!(entry, Entry::Multiboot).then_some("modules"),
+        ),
+        _ => (
+            matches!(entry, Entry::Multiboot),
+            "Multiboot kernels",
+            matches!(entry, Entry::Linux(_)).then_some("initrd"),
+        ),
+    };
+    (!takes).then(|| {
+        let mut why = format!(
+            "is only for {kernels}; {kernel} boots through {}",
+            entry_name(entry)
+        );
+        if let Some(other) = instead {
+            why.push_str(&format!(", which takes `{other}` instead"));
+        }
+        why
+    })
+}
+
 /// What entering a kernel needs besides the entry itself.
 pub struct EntryContext<'a> {
     /// Guest memory.
@@ -136,6 +193,20 @@ pub struct EntryContext<'a> {
 pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
     let facts = cx.facts;
     let kernel = facts.kernel;
+    // `VmConfig::check_inputs` refuses these before the run (exit 65); this catches library
+    // callers that built a config by hand, instead of ignoring the files silently.
+    for (key, given) in [
+        ("initrd", cx.config.initrd.is_some()),
+        ("modules", !cx.config.modules.is_empty()),
+    ] {
+        if let Some(why) = refuses_input(&entry, key, "the kernel").filter(|_| given) {
+            return Err(LoadError::Unsupported {
+                name: cx.kernel_name.to_string(),
+                problem: format!("`{key}` {why}"),
+            }
+            .into());
+        }
+    }
     match entry {
         Entry::Native => {
             boot_info::write(cx.mem, facts)?;
@@ -151,7 +222,20 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                     .to_string();
             }
             let rsdp = platform_tables(cx.mem, facts.vcpus)?;
-            let start_info = pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline, rsdp)?;
+            // The initrd is the first module of the start info's list (Linux's PVH entry
+            // takes it from there), placed like the Linux protocol's.
+            let initrd = match &cx.config.initrd {
+                Some(path) => Some(load_initrd(
+                    cx.mem,
+                    facts.mem_size,
+                    path,
+                    kernel.end,
+                    usable_ram_end(facts),
+                )?),
+                None => None,
+            };
+            let start_info =
+                pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline, rsdp, initrd)?;
             regs::set_protected_mode(cx.vcpu, 0, at, 0, start_info)?;
         }
         Entry::Multiboot => enter_multiboot(cx)?,
@@ -174,7 +258,13 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                 max => ram_end.min(u64::from(max) + 1),
             };
             let initrd = match &cx.config.initrd {
-                Some(path) => Some(load_initrd(cx.mem, path, kernel.end, initrd_end)?),
+                Some(path) => Some(load_initrd(
+                    cx.mem,
+                    facts.mem_size,
+                    path,
+                    kernel.end,
+                    initrd_end,
+                )?),
                 None => None,
             };
             let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
@@ -215,16 +305,21 @@ fn initrd_addr(size: u64, kernel_end: u64, end: u64) -> Option<u64> {
     (addr >= kernel_end.next_multiple_of(4096)).then_some(addr)
 }
 
-/// Loads the initrd at [`initrd_addr`].
+/// Loads the initrd (a regular file, read no further than `mem_size` bytes) at
+/// [`initrd_addr`].
 fn load_initrd(
     mem: &GuestMemory,
+    mem_size: u64,
     path: &std::path::Path,
     kernel_end: u64,
     end: u64,
 ) -> Result<(u64, u64), SetupError> {
-    let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
-        path: path.to_path_buf(),
-        source,
+    let limit = format!("guest memory ({} MiB)", mem_size >> 20);
+    let bytes = crate::input::read_regular(path, mem_size, &limit).map_err(|source| {
+        SetupError::Initrd {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     let size = bytes.len() as u64;
     let Some(addr) = initrd_addr(size, kernel_end, end) else {
@@ -245,33 +340,30 @@ fn load_initrd(
 
 fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
     let (facts, config) = (cx.facts, cx.config);
-    let ram: Vec<(u64, u64)> = std::iter::once((0, 0xa0000))
-        .chain(
-            boot_info::mem_map(facts)
-                .iter()
-                .filter(|e| e.addr >= 1 << 20 && e.kind != irqlab_abi::boot_info::MEM_SHARED)
-                .map(|e| (e.addr, e.size)),
-        )
-        .collect();
-    // One contiguous range from 1 MiB (kernel + RAM) for mem_upper.
-    let upper_end = ram
-        .iter()
-        .skip(1)
-        .map(|r| r.0 + r.1)
-        .max()
-        .unwrap_or(1 << 20);
-    let ram = [ram[0], (1 << 20, upper_end - (1 << 20))];
+    // Conventional memory, and one contiguous range from 1 MiB (kernel + RAM) up to the
+    // regions shared with the VMM, for mem_lower/mem_upper and the memory map. (The kernel
+    // may sit in either.)
+    let upper_end = usable_ram_end(facts).max(1 << 20);
+    let ram = [
+        (0, multiboot::LOW_RAM_END),
+        (1 << 20, upper_end - (1 << 20)),
+    ];
     let mut files = Vec::new();
+    let limit = format!("guest memory ({} MiB)", facts.mem_size >> 20);
     for path in &config.modules {
-        let bytes = std::fs::read(path).map_err(|source| SetupError::Initrd {
-            path: path.clone(),
-            source,
+        let bytes = crate::input::read_regular(path, facts.mem_size, &limit).map_err(|source| {
+            SetupError::Initrd {
+                path: path.clone(),
+                source,
+            }
         })?;
         files.push((path.display().to_string(), bytes));
     }
     // Module names go after the command line, inside the command-line page.
     let strings_at = irqlab_abi::layout::CMDLINE + config.cmdline.len() as u64 + 1;
-    let modules = multiboot::load_modules(cx.mem, &files, facts.kernel.end, strings_at, upper_end)
+    // Modules go above the kernel and never below 1 MiB (a kernel may load low).
+    let modules_from = facts.kernel.end.max(1 << 20);
+    let modules = multiboot::load_modules(cx.mem, &files, modules_from, strings_at, upper_end)
         .map_err(|problem| LoadError::Unsupported {
             name: cx.kernel_name.to_string(),
             problem,
@@ -310,7 +402,11 @@ mod tests {
             start: 0x100_0000,
             end: 0x200_0000,
             pvh_entry: pvh,
-            notes: Notes { irqlab, linux },
+            notes: Notes {
+                irqlab,
+                linux,
+                pvh: pvh.is_some(),
+            },
         }
     }
 
@@ -323,6 +419,57 @@ mod tests {
                 Entry::Linux(_) => "linux",
             })
             .map_err(|e| e.to_string())
+    }
+
+    fn entry_name_of(bytes: Vec<u8>, p: BootProtocol) -> Option<&'static str> {
+        let image = KernelImage {
+            name: "k".into(),
+            bytes: bytes.into(),
+        };
+        entry_of(&image, p).as_ref().map(entry_name)
+    }
+
+    #[test]
+    fn the_entry_is_known_before_anything_is_loaded() {
+        let guest = || crate::BUILTIN_GUEST.to_vec();
+        let native = Some("irqlab's native boot protocol");
+        assert_eq!(entry_name_of(guest(), BootProtocol::Auto), native);
+        assert_eq!(entry_name_of(guest(), BootProtocol::Pvh), Some("PVH"));
+        assert_eq!(
+            entry_name_of(guest(), BootProtocol::Linux),
+            Some("the Linux boot protocol")
+        );
+        assert_eq!(
+            entry_name_of(multiboot::tiny_kernel(true), BootProtocol::Auto),
+            Some("Multiboot v1")
+        );
+        let plain = || elf::tiny_elf(2, 62, 0x10_0000, 0, &[0xf4]);
+        assert_eq!(entry_name_of(plain(), BootProtocol::Auto), native);
+        // No PVH note: `--boot pvh` would fail to load, and the run says why.
+        assert_eq!(entry_name_of(plain(), BootProtocol::Pvh), None);
+    }
+
+    #[test]
+    fn only_linux_and_pvh_take_an_initrd_and_only_multiboot_modules() {
+        let linux = Entry::Linux(linux::vmlinux_header());
+        assert_eq!(refuses_input(&linux, "initrd", "k"), None);
+        assert_eq!(refuses_input(&Entry::Multiboot, "modules", "k"), None);
+        assert_eq!(
+            refuses_input(&Entry::Multiboot, "initrd", "mb.elf").unwrap(),
+            "is only for kernels entered through the Linux boot protocol (bzImage, vmlinux) or \
+             PVH; mb.elf boots through Multiboot v1, which takes `modules` instead"
+        );
+        assert_eq!(
+            refuses_input(&linux, "modules", "vmlinux").unwrap(),
+            "is only for Multiboot kernels; vmlinux boots through the Linux boot protocol, \
+             which takes `initrd` instead"
+        );
+        let pvh = Entry::Pvh(0x10_0000);
+        assert_eq!(refuses_input(&pvh, "initrd", "k"), None);
+        assert!(refuses_input(&pvh, "modules", "k").is_some());
+        for key in ["initrd", "modules"] {
+            assert!(refuses_input(&Entry::Native, key, "k").is_some());
+        }
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub const DEFAULT_MEM_MIB: u64 = 64;
 pub const DEFAULT_CMDLINE: &str = "run=selftest";
 /// Default wall-clock watchdog.
 pub const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
+/// Longest wall-clock watchdog, in seconds (a day).
+pub const TIMEOUT_SECS_MAX: f64 = 86_400.0;
+/// Largest config file irqlab reads.
+pub const CONFIG_FILE_MAX: u64 = 1 << 20;
 
 /// Where interrupts are modelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -85,7 +89,8 @@ struct FileConfig {
     trace: Option<FileTrace>,
     boot: Option<BootProtocol>,
     initrd: Option<Spanned<String>>,
-    modules: Option<Vec<String>>,
+    modules: Option<Vec<Spanned<String>>>,
+    testdev: Option<bool>,
 }
 
 /// The `[trace]` table.
@@ -122,6 +127,8 @@ pub struct Overrides {
     pub initrd: Option<PathBuf>,
     /// `--serial-log`.
     pub serial_log: Option<PathBuf>,
+    /// `--testdev on|off`.
+    pub testdev: Option<bool>,
 }
 
 /// A validated VM configuration.
@@ -147,10 +154,24 @@ pub struct VmConfig {
     pub trace: Option<crate::trace::TraceConfig>,
     /// Boot protocol.
     pub boot: BootProtocol,
-    /// Initial ramdisk for Linux kernels.
+    /// Initial ramdisk (Linux boot protocol or PVH).
     pub initrd: Option<PathBuf>,
     /// Multiboot modules, in order.
     pub modules: Vec<PathBuf>,
+    /// Where `initrd` and `modules` were given, for errors about them.
+    pub origins: InputOrigins,
+    /// Map the pc-testdev-compatible test device (kvm-unit-tests' harness device); `None`:
+    /// only for kvm-unit-tests kernels, recognised by their image.
+    pub testdev: Option<bool>,
+}
+
+/// Where a config's input files were named (file:line:column or flag).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputOrigins {
+    /// Of `initrd`.
+    pub initrd: Option<Origin>,
+    /// Of each of `modules`, in order.
+    pub modules: Vec<Origin>,
 }
 
 impl Default for VmConfig {
@@ -168,6 +189,8 @@ impl Default for VmConfig {
             boot: BootProtocol::Auto,
             initrd: None,
             modules: Vec::new(),
+            origins: InputOrigins::default(),
+            testdev: None,
         }
     }
 }
@@ -321,14 +344,19 @@ impl VmConfig {
         if let Some(s) = file.serial_log {
             cfg.serial_log = Some(base.join(s.into_inner()));
         }
+        if let Some(t) = file.testdev {
+            cfg.testdev = Some(t);
+        }
         if let Some(b) = file.boot {
             cfg.boot = b;
         }
         if let Some(i) = file.initrd {
+            cfg.origins.initrd = Some(src.origin(i.span()));
             cfg.initrd = Some(base.join(i.into_inner()));
         }
-        if let Some(m) = file.modules {
-            cfg.modules = m.into_iter().map(|p| base.join(p)).collect();
+        for m in file.modules.unwrap_or_default() {
+            cfg.origins.modules.push(src.origin(m.span()));
+            cfg.modules.push(base.join(m.into_inner()));
         }
         if let Some(t) = file.trace {
             let ring_records = match t.ring_records {
@@ -361,16 +389,30 @@ impl VmConfig {
         Ok(cfg)
     }
 
-    /// Reads and parses a config file.
+    /// Reads and parses a config file (a regular file of at most [`CONFIG_FILE_MAX`] bytes,
+    /// see [`crate::input`]).
     pub fn from_file(path: &Path) -> Result<VmConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes =
+            crate::input::read_regular(path, CONFIG_FILE_MAX, "1 MiB (config files are small)")
+                .map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            read(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            ))
         })?;
         VmConfig::from_toml(path, &text)
     }
 
-    /// Applies command-line overrides (validated like the file's values).
+    /// Applies command-line overrides (validated like the file's values), then checks the
+    /// input files the result names ([`VmConfig::check_inputs`]).
     pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
         if let Some(k) = &o.kernel {
             self.kernel = if k.as_os_str() == "builtin" {
@@ -412,11 +454,15 @@ impl VmConfig {
         if let Some(s) = &o.serial_log {
             self.serial_log = Some(s.clone());
         }
+        if let Some(t) = o.testdev {
+            self.testdev = Some(t);
+        }
         if let Some(b) = o.boot {
             self.boot = b;
         }
         if let Some(i) = &o.initrd {
             self.initrd = Some(i.clone());
+            self.origins.initrd = Some(Origin::Flag("--initrd"));
         }
         if let Some(dir) = &o.trace_dir {
             let t = self.trace.get_or_insert(crate::trace::TraceConfig {
@@ -437,6 +483,65 @@ impl VmConfig {
                     })
                 }
             }
+        }
+        self.check_inputs()
+    }
+
+    /// Checks `initrd` and `modules` before anything runs: the kernel's boot protocol must
+    /// take them (only Linux and PVH take an initrd, only Multiboot modules) and each must be a
+    /// readable regular file. Reads the kernel image only when there is an initrd or a
+    /// module; a kernel that cannot be read is left for the run to report (exit 66).
+    pub fn check_inputs(&self) -> Result<(), ConfigError> {
+        let named: Vec<(&'static str, &Path, Origin)> = self
+            .initrd
+            .iter()
+            .map(|p| {
+                let origin = self.origins.initrd.clone();
+                (
+                    "initrd",
+                    p.as_path(),
+                    origin.unwrap_or(Origin::Flag("--initrd")),
+                )
+            })
+            .chain(self.modules.iter().enumerate().map(|(i, p)| {
+                let origin = self.origins.modules.get(i).cloned();
+                (
+                    "modules",
+                    p.as_path(),
+                    origin.unwrap_or(Origin::Flag("modules")),
+                )
+            }))
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let (image, kernel_name) = match &self.kernel {
+            KernelSource::Builtin => (
+                Some(crate::loader::KernelImage::builtin()),
+                "the built-in guest".to_string(),
+            ),
+            KernelSource::File(p) => (
+                crate::loader::KernelImage::from_file_within(p, self.mem_bytes()).ok(),
+                p.display().to_string(),
+            ),
+        };
+        if let Some(entry) = image.and_then(|i| crate::boot::entry_of(&i, self.boot)) {
+            for (key, _, origin) in &named {
+                if let Some(why) = crate::boot::refuses_input(&entry, key, &kernel_name) {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.clone(),
+                        key,
+                        message: why,
+                    });
+                }
+            }
+        }
+        for (key, path, origin) in named {
+            crate::input::open_regular(path).map_err(|e| ConfigError::Invalid {
+                origin,
+                key,
+                message: format!("{}: {e}", path.display()),
+            })?;
         }
         Ok(())
     }
@@ -495,8 +600,10 @@ fn check_vcpus(v: i64) -> Result<u8, String> {
 }
 
 fn check_timeout(v: f64) -> Result<Option<Duration>, String> {
-    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
-        Err(format!("is {v}; must be between 0 (off) and 86400 seconds"))
+    if !v.is_finite() || !(0.0..=TIMEOUT_SECS_MAX).contains(&v) {
+        Err(format!(
+            "is {v}; must be between 0 (off) and {TIMEOUT_SECS_MAX} seconds"
+        ))
     } else if v == 0.0 {
         Ok(None)
     } else {
@@ -650,6 +757,84 @@ serial_log = "out/serial.txt"
             })
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "cmdline", .. }));
+    }
+
+    /// A config file in a fresh directory (for checks that look at files).
+    fn scratch_config(name: &str, text: &str) -> (PathBuf, Result<VmConfig, ConfigError>) {
+        let dir = std::env::temp_dir().join(format!("irqlab-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let cfg = VmConfig::from_file(&path).and_then(|mut c| {
+            c.apply(&Overrides::default())?;
+            Ok(c)
+        });
+        (dir, cfg)
+    }
+
+    #[test]
+    fn inputs_the_kernel_does_not_take_are_refused_with_their_line() {
+        let (dir, cfg) = scratch_config("initrd-native", "vcpus = 1\ninitrd = \"i.cpio\"\n");
+        let err = cfg.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}:2:10: `initrd` is only for kernels entered through the Linux boot protocol \
+                 (bzImage, vmlinux) or PVH; the built-in guest boots through irqlab's native \
+                 boot protocol",
+                dir.join("c.toml").display()
+            )
+        );
+        let (dir, cfg) = scratch_config("modules-native", "modules = [\"a\", \"b\"]\n");
+        let err = cfg.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:1:12: `modules` is only for Multiboot kernels",
+                dir.join("c.toml").display()
+            )),
+            "{err}"
+        );
+        // Through the Linux protocol the built-in guest would take an initrd: then the file
+        // itself is checked.
+        let (_, cfg) = scratch_config("initrd-missing", "boot = \"linux\"\ninitrd = \"i.cpio\"\n");
+        let err = cfg.unwrap_err().to_string();
+        assert!(
+            err.contains(":2:10: `initrd` ") && err.contains("i.cpio: No such file"),
+            "{err}"
+        );
+        let (dir, _) = scratch_config("initrd-ok", "");
+        std::fs::write(dir.join("i.cpio"), b"070701").unwrap();
+        let mut cfg = VmConfig::default();
+        let ok = cfg.apply(&Overrides {
+            boot: Some(BootProtocol::Linux),
+            initrd: Some(dir.join("i.cpio")),
+            ..Default::default()
+        });
+        assert!(ok.is_ok(), "{ok:?}");
+        let err = cfg
+            .apply(&Overrides {
+                initrd: Some(dir.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--initrd: `initrd` ")
+                && err.ends_with(": is a directory, not a regular file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_files_must_be_regular_files() {
+        let err = VmConfig::from_file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/dev/zero: cannot read config file: is a character device, not a regular file"
+        );
+        let err = VmConfig::from_file(Path::new("/")).unwrap_err().to_string();
+        assert!(err.ends_with("is a directory, not a regular file"), "{err}");
     }
 
     #[test]

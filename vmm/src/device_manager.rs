@@ -9,9 +9,13 @@
 //! | bench port  | port 0xf8         | –                    |
 //! | mark port   | ports 0xf9–0xfc   | –                    |
 //! | MSI source  | MMIO 0xd0000000 (4 KiB) | MSIs via `KVM_SIGNAL_MSI` |
+//! | i8042 (reset only), reset control | ports 0x64, 0xcf9 | – |
+//! | ACPI PM1a blocks | ports 0x600–0x605 | – |
+//! | fw_cfg      | ports 0x510–0x511 | –                    |
+//! | pc-testdev (with `testdev`) | ports 0xe0–0xe4, 0x2000–0x2017, MMIO 0xff000000 (64 KiB) | drives GSIs 0–23 |
 //!
-//! With `irqchip = "kernel"` KVM models the IO-APIC, the PICs and the PIT; the UART then
-//! drives GSI 4 with `KVM_IRQ_LINE`.
+//! With `irqchip = "kernel"` KVM models the IO-APIC, the PICs and the PIT; the UART and the
+//! test device then drive GSIs with `KVM_IRQ_LINE`.
 
 use crate::console::ConsoleOut;
 use crate::interrupts::IoApicPin;
@@ -22,10 +26,12 @@ use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
 use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
 use irqlab_devices::debug_exit::{self, DebugExit};
+use irqlab_devices::fw_cfg::{self, FwCfg};
 use irqlab_devices::ioapic::{self, IoApic};
 use irqlab_devices::msi_source::{DmaWriter, MsiSource};
 use irqlab_devices::pit::{self, Pit};
 use irqlab_devices::reset;
+use irqlab_devices::testdev;
 use irqlab_devices::uart::{self, Uart};
 use irqlab_devices::{BusDevice, ExitSink, IrqLine, MsiSink};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,9 +144,20 @@ pub enum IrqWiring {
     Kernel {
         /// Where the MSI source device sends its MSIs.
         msi: Arc<dyn MsiSink>,
-        /// The UART's GSI.
-        uart_line: Arc<dyn IrqLine>,
+        /// GSIs 0–23 (index = GSI), for the UART (GSI 4) and the test device.
+        gsi_lines: Vec<Arc<dyn IrqLine>>,
     },
+}
+
+/// What the board offers beyond the interrupt wiring.
+#[derive(Clone, Copy, Debug)]
+pub struct Board {
+    /// vCPUs (fw_cfg `NB_CPUS`).
+    pub vcpus: u8,
+    /// Guest RAM in bytes (fw_cfg `RAM_SIZE`).
+    pub mem_size: u64,
+    /// Map the pc-testdev-compatible test device (kvm-unit-tests' harness device).
+    pub testdev: bool,
 }
 
 /// A port that ignores its accesses.
@@ -183,6 +200,7 @@ impl Devices {
         irqs: IrqWiring,
         dma: Arc<dyn DmaWriter>,
         tracer: Option<Arc<Tracer>>,
+        board: Board,
     ) -> Result<Devices, DeviceError> {
         // With tracing, every line a device drives records its rising edges.
         let traced = |line: Arc<dyn IrqLine>, pin: u8| -> Arc<dyn IrqLine> {
@@ -199,18 +217,21 @@ impl Devices {
         };
         let mut pio = Bus::default();
         let mut mmio = Bus::default();
-        let (msi, ioapic, uart_line): (Arc<dyn MsiSink>, _, Arc<dyn IrqLine>) = match irqs {
+        let (msi, ioapic, gsi_lines): (Arc<dyn MsiSink>, _, Vec<Arc<dyn IrqLine>>) = match irqs {
             IrqWiring::Split { ioapic: sink, msi } => {
                 let ioapic = Arc::new(Mutex::new(IoApic::new(sink)));
                 mmio.insert("IO-APIC", IOAPIC_BASE, ioapic::WINDOW, ioapic.clone())?;
-                let line = traced(
-                    Arc::new(IoApicPin::new(ioapic.clone(), ports::COM1_GSI)),
-                    ports::COM1_GSI,
-                );
-                (msi, Some(ioapic), line)
+                let lines = (0..ioapic::NUM_PINS as u8)
+                    .map(|pin| traced(Arc::new(IoApicPin::new(ioapic.clone(), pin)), pin))
+                    .collect();
+                (msi, Some(ioapic), lines)
             }
-            IrqWiring::Kernel { msi, uart_line } => (msi, None, uart_line),
+            IrqWiring::Kernel { msi, gsi_lines } => (msi, None, gsi_lines),
         };
+        let uart_line = gsi_lines
+            .get(usize::from(ports::COM1_GSI))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(irqlab_devices::NoIrq));
 
         let uart = Arc::new(Mutex::new(Uart::new(uart_line, console)));
         pio.insert("COM1", ports::COM1.into(), uart::WINDOW, uart.clone())?;
@@ -241,6 +262,38 @@ impl Devices {
                 (ports::PM1A_CNT - ports::PM1A_EVT).into(),
             ))),
         )?;
+        pio.insert(
+            "fw_cfg",
+            fw_cfg::SELECTOR_PORT.into(),
+            fw_cfg::WINDOW,
+            Arc::new(Mutex::new(FwCfg::new(board.vcpus.into(), board.mem_size))),
+        )?;
+        if board.testdev {
+            pio.insert(
+                "pc-testdev port",
+                testdev::IOPORT.into(),
+                4,
+                Arc::new(Mutex::new(testdev::ScratchPort::default())),
+            )?;
+            pio.insert(
+                "pc-testdev flush-page",
+                testdev::FLUSH_PAGE_PORT.into(),
+                4,
+                Arc::new(Mutex::new(testdev::FlushPage::default())),
+            )?;
+            pio.insert(
+                "pc-testdev IRQ lines",
+                testdev::IRQ_PORT_BASE.into(),
+                testdev::IRQ_LINES as u64,
+                Arc::new(Mutex::new(testdev::IrqLines::new(gsi_lines.clone()))),
+            )?;
+            mmio.insert(
+                "pc-testdev iomem",
+                testdev::IOMEM_BASE,
+                testdev::IOMEM_SIZE,
+                Arc::new(Mutex::new(testdev::IoMem::default())),
+            )?;
+        }
         let bench = Arc::new(Mutex::new(BenchPort::default()));
         pio.insert("bench", ports::BENCH.into(), 1, bench.clone())?;
         // The trace doorbell: the vCPU loop samples KVM statistics there; the bus only has

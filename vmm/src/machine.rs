@@ -1,20 +1,24 @@
 //! Builds a VM from a [`VmConfig`] and runs it to its end.
 //!
-//! Setup order: open KVM → create the VM with its interrupt model → guest memory → load the
-//! kernel → boot structures (GDT, page tables, boot info) → vCPUs (CPUID, entry registers) →
-//! devices → signals → vCPU threads. The calling thread then runs the event loop
-//! (event-manager) that waits for the end of the run: a guest exit or fault reported by a vCPU
-//! thread, the watchdog timer, or SIGINT/SIGTERM.
+//! Setup order: stop signals blocked (before any thread exists, see [`crate::stop`]) → open
+//! KVM → create the VM with its interrupt model → guest memory → load the kernel → boot
+//! structures (GDT, page tables, boot info) → vCPUs (CPUID, entry registers) → devices → vCPU
+//! threads. The calling thread then runs the event loop (event-manager) that waits for the end
+//! of the run: a guest exit or fault reported by a vCPU thread, the watchdog timer, or
+//! SIGINT/SIGTERM. Then the vCPUs are stopped and joined ([`VcpuThreads`]), the trace is
+//! written, and a signal that arrived meanwhile is reported too
+//! ([`RunReport::signal_after_end`]).
 
 use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, BootError};
 use crate::config::{IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
-use crate::device_manager::{DeviceError, Devices, IrqWiring};
+use crate::device_manager::{Board, DeviceError, Devices, IrqWiring};
 use crate::interrupts::{KvmGsiLine, KvmInterrupts};
 use crate::loader::{elf, KernelImage};
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
 use crate::stats::{ExitCounts, Mark};
+use crate::stop::{StopSignals, VcpuThreads};
 use crate::trace::ring::RingReader;
 use crate::trace::{Source as TraceSource, TraceDrain, TraceMode, TracedLine, TracedSink, Tracer};
 use crate::vcpu::{StopControl, Vcpu};
@@ -22,12 +26,11 @@ use crate::{boot, host, memory, vm};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use irqlab_devices::ioapic::PinStats;
 use irqlab_devices::pit::TickStats;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
-use vmm_sys_util::signal::Killable;
 use vmm_sys_util::timerfd::TimerFd;
 
 /// Errors before the guest starts running. Each maps to one exit code.
@@ -119,6 +122,11 @@ pub struct RunOptions {
     /// Keep the console in memory (returned in the report).
     pub capture_console: bool,
     /// Turn SIGINT/SIGTERM into a clean stop (the CLI does; library users may not want it).
+    /// The run blocks them in the calling thread before it creates any thread and restores
+    /// the mask when it returns. Threads the caller created earlier with the signals unblocked
+    /// can still receive them (default action: the process dies), so a multi-threaded caller
+    /// blocks them itself first, before creating any thread ([`StopSignals::block`]), as the
+    /// CLI does.
     pub handle_signals: bool,
     /// Feed the process's stdin to COM1 (see [`crate::stdin`]).
     pub feed_stdin: bool,
@@ -151,6 +159,12 @@ pub struct RunReport {
     pub trace: Option<crate::trace::output::Summary>,
     /// Why the trace could not be written, if it could not.
     pub trace_error: Option<String>,
+    /// SIGINT/SIGTERM (with `handle_signals`) that arrived after the run had ended another way
+    /// — while the vCPUs were being stopped or the trace written. `outcome` stays how the run
+    /// ended; what the signal means is the caller's policy (the CLI reports the signal).
+    pub signal_after_end: Option<i32>,
+    /// vCPU threads that did not stop (see [`crate::stop::STOP_TIMEOUT`]), if any.
+    pub stop_error: Option<String>,
 }
 
 /// How traces name the MSI source device.
@@ -160,7 +174,34 @@ const MSI_SOURCE_NAME: &str = "msi:source0";
 struct Shared {
     stop: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
+    /// The first stop signal that arrived after `outcome` was set to something else.
+    signal_after_end: Mutex<Option<i32>>,
     wake: EventFd,
+}
+
+impl Shared {
+    /// SIGINT/SIGTERM: ends the run, or, when it has already ended another way, is kept as
+    /// [`RunReport::signal_after_end`]. A second signal after a first one changes nothing.
+    fn signal(&self, signo: i32) {
+        let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            None => {
+                // Set under the lock, so a vCPU finishing at the same moment cannot make the
+                // signal vanish between "no outcome yet" and `finish`.
+                *slot = Some(Outcome::Signal(signo));
+                drop(slot);
+                self.stop.store(true, Ordering::Release);
+                let _ = self.wake.write(1);
+            }
+            Some(Outcome::Signal(_)) => {}
+            Some(_) => {
+                self.signal_after_end
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(signo);
+            }
+        }
+    }
 }
 
 impl StopControl for Shared {
@@ -217,64 +258,29 @@ impl MutEventSubscriber for StopWatcher {
             let _ = t.wait();
             self.shared.finish(Outcome::Timeout(*after));
         } else if let Some(s) = self.signals.as_ref().filter(|s| s.as_raw_fd() == fd) {
-            // SAFETY: reading one signalfd_siginfo from a signalfd into a buffer of that size.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let size = std::mem::size_of::<libc::signalfd_siginfo>();
-            // SAFETY: `info` is a valid, writable buffer of `size` bytes.
-            let n = unsafe {
-                libc::read(
-                    s.as_raw_fd(),
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    size,
-                )
-            };
-            if n == size as isize {
-                self.shared.finish(Outcome::Signal(info.ssi_signo as i32));
+            while let Some(signo) = crate::stop::read_signal(s.as_fd()) {
+                self.shared.signal(signo);
             }
         }
     }
-}
-
-/// Blocks SIGINT and SIGTERM in this thread (and the threads it spawns from now on) and
-/// returns a signalfd that receives them, plus the mask to restore.
-fn block_stop_signals() -> std::io::Result<(OwnedFd, libc::sigset_t)> {
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-    }
-    // SAFETY: both pointers are valid sigset_t values.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(rc));
-    }
-    // SAFETY: `set` is valid; -1 asks for a new descriptor.
-    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by signalfd and is owned by nobody else.
-    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, old))
-}
-
-fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: `old` came from pthread_sigmask.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
 /// Builds the VM described by `config` and runs it to its end.
 pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError> {
     let started = Instant::now();
     let os = |what| move |source| SetupError::Os { what, source };
+    // First, before this run creates any thread (the stdin feeder, the vCPUs, device workers
+    // all inherit the mask): a stop signal can then only reach the signalfd. Restored when the
+    // run returns, on every path; declared first, so dropped last.
+    let signals = if opts.handle_signals {
+        Some(StopSignals::block().map_err(os("signalfd"))?)
+    } else {
+        None
+    };
 
     let image = match &config.kernel {
         KernelSource::Builtin => KernelImage::builtin(),
-        KernelSource::File(path) => KernelImage::from_file(path)?,
+        KernelSource::File(path) => KernelImage::from_file_within(path, config.mem_bytes())?,
     };
     let mem_size = config.mem_bytes();
     // Load the image before touching KVM, so image errors win over host errors.
@@ -287,7 +293,13 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     vm::register_memory(&vm_fd, &mem)?;
 
     let gdt_limit = gdt::write(&mem)?;
-    let cr3 = paging::write(&mem)?;
+    // A Multiboot kernel is entered with paging off and may load below 1 MiB, where the
+    // long-mode page tables would go: they are written only for the entries that use them.
+    let cr3 = if matches!(entry, boot::Entry::Multiboot) {
+        0
+    } else {
+        paging::write(&mem)?
+    };
     let supported = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|source| vm::VmError::Ioctl {
@@ -398,6 +410,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         outcome: Mutex::new(None),
+        signal_after_end: Mutex::new(None),
         wake: EventFd::new(libc::EFD_NONBLOCK).map_err(os("eventfd"))?,
     });
     let capture = Arc::new(Mutex::new(Vec::new()));
@@ -436,21 +449,26 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                     ioctl: "KVM_SET_GSI_ROUTING",
                     source,
                 })?;
-            let gsi = irqlab_abi::ports::COM1_GSI;
-            let line: Arc<dyn irqlab_devices::IrqLine> =
-                Arc::new(KvmGsiLine::new(vm_fd.clone(), gsi.into()));
+            // One KVM_IRQ_LINE line per GSI (the UART's, the test device's), each recorded
+            // when tracing.
+            let gsi_lines = (0..irqlab_devices::ioapic::NUM_PINS as u8)
+                .map(|gsi| -> Arc<dyn irqlab_devices::IrqLine> {
+                    let line = Arc::new(KvmGsiLine::new(vm_fd.clone(), gsi.into()));
+                    match &tracer {
+                        Some(t) => Arc::new(TracedLine::new(
+                            line,
+                            t.clone(),
+                            TraceSource::for_pin(gsi),
+                            Some(gsi),
+                            true,
+                        )),
+                        None => line,
+                    }
+                })
+                .collect();
             IrqWiring::Kernel {
                 msi: sink(MSI_SOURCE_NAME),
-                uart_line: match &tracer {
-                    Some(t) => Arc::new(TracedLine::new(
-                        line,
-                        t.clone(),
-                        TraceSource::for_pin(gsi),
-                        Some(gsi),
-                        true,
-                    )),
-                    None => line,
-                },
+                gsi_lines,
             }
         }
     };
@@ -460,16 +478,21 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         wiring,
         Arc::new(memory::GuestDma(mem.clone())),
         tracer.clone(),
+        Board {
+            vcpus: config.vcpus,
+            mem_size,
+            testdev: config
+                .testdev
+                .unwrap_or_else(|| crate::loader::kvm_unit_tests::is_kvm_unit_test(&image.bytes)),
+        },
     )?);
     if opts.feed_stdin {
         crate::stdin::spawn_feeder(devices.uart.clone()).map_err(os("stdin thread"))?;
     }
 
-    let (signals, old_mask) = if opts.handle_signals {
-        let (fd, old) = block_stop_signals().map_err(os("signalfd"))?;
-        (Some(fd), Some(old))
-    } else {
-        (None, None)
+    let signal_fd = match &signals {
+        Some(s) => Some(s.fd().try_clone_to_owned().map_err(os("signalfd"))?),
+        None => None,
     };
     crate::vcpu::install_kick_handler().map_err(|e| SetupError::Os {
         what: "kick signal handler",
@@ -490,18 +513,20 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         None => None,
     };
 
-    let mut threads = Vec::new();
+    // Stopped and joined when dropped: an early return from here on cannot leave them running.
+    let mut vcpu_threads = VcpuThreads::new({
+        let shared = shared.clone();
+        move || shared.stop.store(true, Ordering::SeqCst)
+    });
     for vcpu in vcpus {
         let (devices, mem, ctl) = (
             devices.clone(),
             mem.clone(),
             shared.clone() as Arc<dyn StopControl>,
         );
-        let handle = std::thread::Builder::new()
-            .name(format!("vcpu{}", vcpu.id))
-            .spawn(move || vcpu.run(devices, mem, ctl))
+        vcpu_threads
+            .spawn(&vm_fd, vcpu, move |vcpu| vcpu.run(devices, mem, ctl))
             .map_err(os("spawn vCPU thread"))?;
-        threads.push(handle);
     }
 
     let mut manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> = EventManager::new()
@@ -526,7 +551,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     manager.add_subscriber(Arc::new(Mutex::new(StopWatcher {
         shared: shared.clone(),
         timer,
-        signals,
+        signals: signal_fd,
     })));
     while !shared.stopping() {
         if let Err(e) = manager.run_with_timeout(100) {
@@ -537,19 +562,20 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         }
     }
 
-    // Stop the vCPUs: kick each thread until it has left KVM_RUN and returned.
-    for handle in threads {
-        while !handle.is_finished() {
-            let _ = handle.kill(crate::vcpu::kick_signal());
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        if handle.join().is_err() {
-            shared.finish(Outcome::VcpuFailed {
-                vcpu: 0,
-                what: "vCPU thread panicked".into(),
-            });
-        }
+    let stopped = vcpu_threads.stop();
+    for vcpu in stopped.panicked {
+        shared.finish(Outcome::VcpuFailed {
+            vcpu,
+            what: "vCPU thread panicked".into(),
+        });
     }
+    let stop_error = (!stopped.stuck.is_empty()).then(|| {
+        format!(
+            "vCPU {:?} did not stop within {} s of the stop request (thread left running)",
+            stopped.stuck,
+            crate::stop::STOP_TIMEOUT.as_secs()
+        )
+    });
     devices.shutdown();
     // Whatever ended the run, the trace is completed and written.
     let (trace, trace_error) = match &tracer {
@@ -565,9 +591,17 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         }
         None => (None, None),
     };
-    if let Some(old) = &old_mask {
-        restore_signals(old);
+    // A signal that arrived while the vCPUs stopped or the trace was written. The mask is
+    // restored when `signals` drops at the return: a signal after this look then has its
+    // normal disposition (for the CLI, which blocked the signals itself, still blocked).
+    if let Some(signo) = signals.as_ref().and_then(StopSignals::take_pending) {
+        shared.signal(signo);
     }
+    let signal_after_end = shared
+        .signal_after_end
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     let outcome = shared
         .outcome
         .lock()
@@ -612,5 +646,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         ioapic,
         trace,
         trace_error,
+        signal_after_end,
+        stop_error,
     })
 }

@@ -14,8 +14,9 @@ pub struct InspectArgs {
     /// Boot protocol to check the image against.
     #[arg(long, value_enum, default_value = "auto")]
     boot: super::run::BootArg,
-    /// Guest memory in MiB the image must fit in.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    /// Guest memory in MiB the image must fit in (1-3072).
+    #[arg(long, value_name = "N", default_value_t = irqlab::config::DEFAULT_MEM_MIB,
+          allow_hyphen_values = true, value_parser = super::args::inspect_mem_mib)]
     mem_mib: u64,
 }
 
@@ -24,11 +25,11 @@ pub fn inspect(a: InspectArgs) -> u8 {
         eprintln!("irqlab: {e}");
         c
     };
-    let image = match KernelImage::from_file(&a.kernel) {
+    let mem_size = a.mem_mib << 20;
+    let image = match KernelImage::from_file_within(&a.kernel, mem_size) {
         Ok(i) => i,
         Err(e) => return fail(&e, code::KERNEL),
     };
-    let mem_size = a.mem_mib << 20;
     let mem = match irqlab::memory::create(mem_size) {
         Ok(m) => m,
         Err(e) => return fail(&e, code::HOST),
@@ -60,12 +61,24 @@ pub fn inspect(a: InspectArgs) -> u8 {
     } else {
         println!("format:   {format} (notes: {})", notes.join(", "));
     }
-    println!(
-        "loads at: {:#x}..{:#x} ({} KiB, including zero-filled memory)",
-        k.start,
-        k.end,
-        (k.end - k.start) / 1024
-    );
+    let bz = match plan.format {
+        Format::BzImage => irqlab::loader::linux::layout(&image.bytes),
+        _ => None,
+    };
+    match bz {
+        Some(l) => println!(
+            "loads at: {:#x}..{:#x} ({} KiB, the compressed kernel)",
+            l.load,
+            l.load_end,
+            (l.load_end - l.load) / 1024
+        ),
+        None => println!(
+            "loads at: {:#x}..{:#x} ({} KiB, including zero-filled memory)",
+            k.start,
+            k.end,
+            (k.end - k.start) / 1024
+        ),
+    }
     let how = match plan.entry {
         Entry::Native => format!(
             "native: long mode at {:#x}, irqlab boot info in RDI (docs/guest-abi.md)",
@@ -84,5 +97,17 @@ pub fn inspect(a: InspectArgs) -> u8 {
         ),
     };
     println!("entry:    {how}");
+    if let Some(l) = bz {
+        let from = match l.decompress {
+            Some((start, end)) => format!(
+                "it decompresses into {start:#x}..{end:#x}: setup header init_size from pref_address"
+            ),
+            None => "no init_size in the setup header: the compressed kernel only".into(),
+        };
+        println!(
+            "memory:   at least {} MiB of guest memory ({from})",
+            l.min_mem_mib()
+        );
+    }
     0
 }

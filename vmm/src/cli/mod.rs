@@ -1,13 +1,14 @@
 //! Command-line parsing and dispatch. Every failure prints one line on stderr, prefixed with
 //! `irqlab:`, and maps to a documented exit code (see `irqlab::outcome::code`).
 
+mod args;
 mod bench;
 mod check;
 mod inspect;
 mod run;
 mod trace;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use irqlab::outcome::code;
 
 const EXAMPLES: &str = "\
@@ -51,13 +52,30 @@ enum Command {
     Trace(trace::TraceCommand),
 }
 
+/// Parses `argv` (numeric flags range-checked, see [`args`]).
+fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = args::check_run_flags(Cli::command());
+    let matches = cmd.try_get_matches_from_mut(argv)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
 /// Parses the command line, runs it, returns the exit code.
 pub fn main() -> u8 {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os()) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // A usage error: one line, like every other error.
+            eprintln!("irqlab: {}", args::one_line(&e));
+            return code::USAGE;
+        }
         Err(e) => {
+            // --help, --version.
             let _ = e.print();
-            return if e.use_stderr() { code::USAGE } else { 0 };
+            return 0;
         }
     };
     match cli.command {
@@ -66,5 +84,71 @@ pub fn main() -> u8 {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(cmd) => bench::bench(cmd),
         Command::Trace(cmd) => trace::trace(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(argv: &[&str]) -> String {
+        let argv = std::iter::once("irqlab").chain(argv.iter().copied());
+        match parse(argv) {
+            Ok(cli) => panic!("accepted: {cli:?}"),
+            Err(e) => {
+                assert!(e.use_stderr(), "{e}");
+                args::one_line(&e)
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        args::check_run_flags(Cli::command()).debug_assert();
+    }
+
+    #[test]
+    fn run_flags_are_range_checked() {
+        for (flag, bad, range) in [
+            ("--mem-mib", "0", "from 2 to 3072 MiB"),
+            ("--mem-mib", "-1", "from 2 to 3072 MiB"),
+            ("--mem-mib", "1e300", "from 2 to 3072 MiB"),
+            ("--vcpus", "0", "from 1 to 8"),
+            ("--vcpus", "300", "from 1 to 8"),
+            ("--timeout", "nan", "from 0 (off) to 86400"),
+            ("--timeout", "inf", "from 0 (off) to 86400"),
+            ("--timeout", "-1", "from 0 (off) to 86400"),
+        ] {
+            let line = usage_error(&["run", flag, bad]);
+            assert!(
+                line.starts_with(&format!("invalid value '{bad}' for '{flag} "))
+                    && line.contains(range),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
+        assert!(parse(["irqlab", "run", "--timeout", "0", "--vcpus", "8"]).is_ok());
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_the_tip() {
+        let line = usage_error(&["run", "--no-such-flag"]);
+        assert!(
+            line.starts_with("unexpected argument '--no-such-flag' found"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see --help)"), "{line}");
+        assert_eq!(
+            usage_error(&["bench"]),
+            "a subcommand is required: irqlab bench <COMMAND> (see --help)"
+        );
+        assert_eq!(
+            usage_error(&["inspect"]),
+            "the following required arguments were not provided: <KERNEL> (see --help)"
+        );
+        assert_eq!(
+            usage_error(&["run", "--irqchip", "pic"]),
+            "invalid value 'pic' for '--irqchip <IRQCHIP>' [possible values: split, kernel] (see --help)"
+        );
     }
 }

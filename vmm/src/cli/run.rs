@@ -3,7 +3,8 @@
 use clap::Args;
 use irqlab::config::{IrqchipMode, Overrides, VmConfig};
 use irqlab::machine::{self, RunOptions};
-use irqlab::outcome::code;
+use irqlab::outcome::{code, Outcome};
+use irqlab::stop::Session;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -46,9 +47,20 @@ pub struct RunArgs {
     /// Initial ramdisk for a Linux kernel.
     #[arg(long, value_name = "PATH")]
     initrd: Option<PathBuf>,
+    /// The pc-testdev-compatible test device (kvm-unit-tests' harness: ports 0xe0-0xe4,
+    /// IRQ lines at 0x2000-0x2017, memory-like MMIO at 0xff000000). Default: on for
+    /// kvm-unit-tests kernels only.
+    #[arg(long, value_enum, value_name = "on|off")]
+    testdev: Option<OnOff>,
     /// Print the guest memory the guest touched (for `irqlab bench boot`).
     #[arg(long, hide = true)]
     report_memory: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(super) enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -103,6 +115,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         serial_log: args.serial_log.clone(),
         trace_dir: args.trace.clone(),
         initrd: args.initrd.clone(),
+        testdev: args.testdev.map(|t| matches!(t, OnOff::On)),
         boot: args.boot.map(Into::into),
         trace_mode: args.trace_mode.map(|m| match m {
             TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,
@@ -112,13 +125,86 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
     Ok(cfg)
 }
 
+/// `irqlab run`.
+///
+/// Signals: SIGINT and SIGTERM are blocked before anything else, while the process has one
+/// thread, and stay blocked until it exits; they are only ever read from a signalfd (see
+/// `irqlab::stop`), so whenever one arrives the process still prints one `irqlab:` line and
+/// exits with 130/143, the terminal restored and the trace complete. The policy:
+///
+/// * during setup or the run: the run stops and the signal is the outcome;
+/// * after the run ended another way (guest exit, fault, watchdog, setup error) but before the
+///   outcome line is printed — e.g. while the trace is written: the signal still decides the
+///   exit code (the user asked to stop; 130 is what a script expects after Ctrl-C), and the
+///   line also names how the run had ended;
+/// * after the outcome line: discarded when the process exits, so the exit code is always the
+///   one the printed line explains;
+/// * a second signal after a first changes nothing.
 pub fn run(args: RunArgs) -> u8 {
-    let cfg = match load_config(&args) {
-        Ok(cfg) => cfg,
+    let session = match Session::start() {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("irqlab: {e}");
-            return code::CONFIG;
+            eprintln!("irqlab: signalfd: {e}");
+            return code::INTERNAL;
         }
+    };
+    let ending = run_in(&args);
+    // The last look, after everything but the line: a signal that arrived since the run's own
+    // last look (while the table was printed, or after a setup error).
+    let late = ending.signal_after_end.or_else(|| session.take_pending());
+    let (exit, line) = match late {
+        Some(signo) if !ending.by_signal => {
+            let stopped = Outcome::Signal(signo);
+            let line = format!(
+                "{} ({}: {})",
+                stopped.explain().unwrap_or_default(),
+                if ending.setup_failed {
+                    "setup had failed"
+                } else {
+                    "the run had already ended"
+                },
+                ending
+                    .line
+                    .as_deref()
+                    .unwrap_or("guest exited with status 0")
+            );
+            (stopped.exit_code(), Some(line))
+        }
+        _ => (ending.code, ending.line),
+    };
+    if let Some(line) = line {
+        eprintln!("irqlab: {line}");
+    }
+    session.end();
+    exit
+}
+
+/// How `irqlab run` ended, before the last look for a signal.
+struct Ending {
+    code: u8,
+    line: Option<String>,
+    by_signal: bool,
+    setup_failed: bool,
+    signal_after_end: Option<i32>,
+}
+
+impl Ending {
+    fn error(code: u8, line: String) -> Ending {
+        Ending {
+            code,
+            line: Some(line),
+            by_signal: false,
+            setup_failed: true,
+            signal_after_end: None,
+        }
+    }
+}
+
+/// Loads the config, runs the machine, prints everything but the outcome line.
+fn run_in(args: &RunArgs) -> Ending {
+    let cfg = match load_config(args) {
+        Ok(cfg) => cfg,
+        Err(e) => return Ending::error(code::CONFIG, e.to_string()),
     };
     let opts = RunOptions {
         console_stdout: true,
@@ -126,8 +212,6 @@ pub fn run(args: RunArgs) -> u8 {
         handle_signals: true,
         feed_stdin: true,
     };
-    // Restored when this function returns, whatever the outcome.
-    let _raw = irqlab::stdin::RawMode::enable_if_tty();
     match machine::run(&cfg, &opts) {
         Ok(report) => {
             if args.report_memory {
@@ -142,14 +226,17 @@ pub fn run(args: RunArgs) -> u8 {
             if let Some(e) = &report.trace_error {
                 eprintln!("irqlab: {e}");
             }
-            if let Some(line) = report.outcome.explain() {
-                eprintln!("irqlab: {line}");
+            if let Some(e) = &report.stop_error {
+                eprintln!("irqlab: {e}");
             }
-            report.outcome.exit_code()
+            Ending {
+                code: report.outcome.exit_code(),
+                line: report.outcome.explain(),
+                by_signal: matches!(report.outcome, Outcome::Signal(_)),
+                setup_failed: false,
+                signal_after_end: report.signal_after_end,
+            }
         }
-        Err(e) => {
-            eprintln!("irqlab: {e}");
-            e.exit_code()
-        }
+        Err(e) => Ending::error(e.exit_code(), e.to_string()),
     }
 }

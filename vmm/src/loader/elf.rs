@@ -267,6 +267,9 @@ pub struct Notes {
     /// Any note owned by `"Linux"` (every vmlinux since 2.6 has one): a Linux kernel, entered
     /// through the 64-bit boot protocol.
     pub linux: bool,
+    /// Note `"Xen"`, type 18 (`XEN_ELFNOTE_PHYS32_ENTRY`): a PVH entry point. (Its address
+    /// comes from linux-loader when the image is loaded: [`LoadedKernel::pvh_entry`].)
+    pub pvh: bool,
 }
 
 /// Scans the PT_NOTE segments. Malformed notes are simply not found.
@@ -299,6 +302,7 @@ pub fn notes(b: &[u8]) -> Notes {
             let name = b.get(o + 12..(o + 12).saturating_add(namesz as usize));
             found.irqlab |= kind == 1 && name == Some(b"irqlab\0".as_slice());
             found.linux |= name == Some(b"Linux\0".as_slice());
+            found.pvh |= kind == 18 && name == Some(b"Xen\0".as_slice());
             o = o
                 .saturating_add(12)
                 .saturating_add((namesz as usize).next_multiple_of(4))
@@ -413,7 +417,8 @@ mod tests {
     #[test]
     fn notes_are_found_only_in_a_pt_note_segment() {
         let guest = notes(crate::BUILTIN_GUEST);
-        assert!(guest.irqlab && !guest.linux, "{guest:?}");
+        // The irqlab guest also has a PVH entry (`irqlab run --boot pvh`).
+        assert!(guest.irqlab && !guest.linux && guest.pvh, "{guest:?}");
         assert_eq!(
             notes(&tiny_elf(2, 62, 0x10_0000, 0, &[0xf4])),
             Notes::default()

@@ -1,6 +1,7 @@
 //! Kernel image loading, one module per boot format.
 
 pub mod elf;
+pub mod kvm_unit_tests;
 pub mod linux;
 pub mod multiboot;
 
@@ -30,11 +31,29 @@ pub struct KernelImage<'a> {
 }
 
 impl KernelImage<'static> {
-    /// Reads a kernel file.
+    /// Reads a kernel file: a regular file (see [`crate::input`]) no larger than the most
+    /// guest memory irqlab creates. [`KernelImage::from_file_within`] caps it at the guest
+    /// memory of the run.
     pub fn from_file(path: &Path) -> Result<Self, elf::LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| elf::LoadError::Read {
-            name: path.display().to_string(),
-            source,
+        Self::read(
+            path,
+            crate::config::MEM_MIB_MAX << 20,
+            "the most guest memory irqlab creates",
+        )
+    }
+
+    /// Reads a kernel file that must fit in `mem_size` bytes of guest memory.
+    pub fn from_file_within(path: &Path, mem_size: u64) -> Result<Self, elf::LoadError> {
+        Self::read(path, mem_size, "guest memory")
+    }
+
+    fn read(path: &Path, cap: u64, of: &str) -> Result<Self, elf::LoadError> {
+        let limit = format!("{of} ({} MiB)", cap >> 20);
+        let bytes = crate::input::read_regular(path, cap, &limit).map_err(|source| {
+            elf::LoadError::Read {
+                name: path.display().to_string(),
+                source,
+            }
         })?;
         Ok(KernelImage {
             name: path.display().to_string(),
@@ -125,8 +144,8 @@ mod never_panic {
                     }
                 }
                 Format::BzImage => {
-                    if linux::validate(&image).is_ok() {
-                        let _ = linux::load(&image, &mem);
+                    if linux::validate(&image, MEM).is_ok() {
+                        let _ = linux::load(&image, &mem, MEM);
                     }
                 }
             }

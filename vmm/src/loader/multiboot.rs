@@ -9,7 +9,15 @@
 use super::elf::LoadError;
 use super::{le_u16, le_u32, KernelImage, LoadedKernel};
 use crate::memory::GuestMemory;
-use irqlab_abi::layout::KERNEL_MIN_ADDR;
+use irqlab_abi::layout::{BOOT_GDT, CMDLINE, CMDLINE_MAX, KERNEL_MIN_ADDR};
+
+/// Guest memory irqlab itself uses when it enters a Multiboot kernel: the GDT, the Multiboot
+/// information (with its memory map and module list) and the command line with the module
+/// names. A kernel may load anywhere else in RAM, below 1 MiB too.
+pub const RESERVED: std::ops::Range<u64> = BOOT_GDT..CMDLINE + CMDLINE_MAX as u64;
+/// Conventional memory ends here; 0xa0000–0xfffff is the legacy video and BIOS area, which a
+/// PC's memory map does not report as RAM.
+pub const LOW_RAM_END: u64 = 0xa_0000;
 use vm_memory::{Bytes, GuestAddress};
 
 /// Header magic.
@@ -117,10 +125,17 @@ fn plan(image: &KernelImage, h: &Header, mem_size: u64) -> Result<Plan, LoadErro
         elf32_plan(b).map_err(bad)?
     };
     for &(_, addr, _, len) in &plan.pieces {
-        if addr < KERNEL_MIN_ADDR || addr.saturating_add(len) > mem_size {
+        let end = addr.saturating_add(len);
+        if addr < RESERVED.end && end > RESERVED.start {
             return Err(bad(format!(
-                "segment {addr:#x}..{:#x} must lie between {KERNEL_MIN_ADDR:#x} and the end of guest memory ({mem_size:#x})",
-                addr.saturating_add(len)
+                "segment {addr:#x}..{end:#x} overlaps irqlab's boot structures at {:#x}..{:#x} (GDT, Multiboot information, command line)",
+                RESERVED.start, RESERVED.end
+            )));
+        }
+        let in_low_ram = end <= LOW_RAM_END;
+        if !(in_low_ram || (addr >= KERNEL_MIN_ADDR && end <= mem_size)) {
+            return Err(bad(format!(
+                "segment {addr:#x}..{end:#x} is not RAM: it must lie below {LOW_RAM_END:#x} (conventional memory) or between {KERNEL_MIN_ADDR:#x} and the end of guest memory ({mem_size:#x})"
             )));
         }
     }
@@ -323,6 +338,12 @@ pub fn write_info(
 /// `elf32`: an ELF32 image; otherwise a raw a.out-kludge image.
 #[doc(hidden)]
 pub fn tiny_kernel(elf32: bool) -> Vec<u8> {
+    tiny_kernel_at(elf32, 0x10_0000)
+}
+
+/// [`tiny_kernel`] linked to load at `base` (below 1 MiB, for instance).
+#[doc(hidden)]
+pub fn tiny_kernel_at(elf32: bool, base: u32) -> Vec<u8> {
     #[rustfmt::skip]
     let code: [u8; 36] = [
         0x3d, 0x02, 0xb0, 0xad, 0x2b, // cmp eax, 0x2badb002
@@ -342,7 +363,6 @@ pub fn tiny_kernel(elf32: bool) -> Vec<u8> {
         0xe6, 0xf4,                   // out 0xf4, al
         0xf4,                         // hlt
     ];
-    const BASE: u32 = 0x10_0000;
     let header = |flags: u32, fields: [u32; 5]| -> Vec<u8> {
         let mut h = Vec::new();
         for w in [
@@ -358,10 +378,10 @@ pub fn tiny_kernel(elf32: bool) -> Vec<u8> {
         h
     };
     if !elf32 {
-        // Header at file offset 0 = address BASE, code right after its 32 bytes.
+        // Header at file offset 0 = address base, code right after its 32 bytes.
         let mut img = header(
             FLAG_MEMORY_INFO | FLAG_ADDRESSES,
-            [BASE, BASE, 0, 0, BASE + 32],
+            [base, base, 0, 0, base + 32],
         );
         img.extend_from_slice(&code);
         return img;
@@ -377,12 +397,12 @@ pub fn tiny_kernel(elf32: bool) -> Vec<u8> {
     e[16..18].copy_from_slice(&2u16.to_le_bytes());
     e[18..20].copy_from_slice(&3u16.to_le_bytes());
     e[20..24].copy_from_slice(&1u32.to_le_bytes());
-    e[24..28].copy_from_slice(&(BASE + code_off).to_le_bytes());
+    e[24..28].copy_from_slice(&(base + code_off).to_le_bytes());
     e[28..32].copy_from_slice(&52u32.to_le_bytes());
     e[40..42].copy_from_slice(&52u16.to_le_bytes());
     e[42..44].copy_from_slice(&32u16.to_le_bytes());
     e[44..46].copy_from_slice(&1u16.to_le_bytes());
-    let ph = [1u32, 0, BASE, BASE, total as u32, total as u32, 5, 0x1000];
+    let ph = [1u32, 0, base, base, total as u32, total as u32, 5, 0x1000];
     for (i, w) in ph.iter().enumerate() {
         e[52 + 4 * i..56 + 4 * i].copy_from_slice(&w.to_le_bytes());
     }

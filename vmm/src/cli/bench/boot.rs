@@ -2,6 +2,7 @@
 //! VMM's own memory.
 
 use super::{median, percentile, quiet_run, verdict};
+use crate::cli::args::whole;
 use clap::Args;
 use irqlab::config::VmConfig;
 use std::process::{Command, Stdio};
@@ -9,14 +10,17 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct BootArgs {
-    /// Boots to time.
-    #[arg(long, default_value_t = 20)]
+    /// Boots to time (1-1000).
+    #[arg(long, default_value_t = 20, allow_hyphen_values = true,
+          value_parser = |s: &str| whole::<u32>(s, 1, 1000, ""))]
     runs: u32,
-    /// PIO exits per round of the loop comparison.
-    #[arg(long, default_value_t = 20_000)]
+    /// PIO exits per round of the loop comparison (2-1000000).
+    #[arg(long, default_value_t = 20_000, allow_hyphen_values = true,
+          value_parser = |s: &str| whole::<u64>(s, 2, 1_000_000, ""))]
     exits: u64,
-    /// Alternating rounds of the loop comparison.
-    #[arg(long, default_value_t = 9)]
+    /// Alternating rounds of the loop comparison (1-1000).
+    #[arg(long, default_value_t = 9, allow_hyphen_values = true,
+          value_parser = |s: &str| whole::<u32>(s, 1, 1000, ""))]
     rounds: u32,
 }
 
@@ -54,10 +58,6 @@ fn timed_boot() -> anyhow::Result<(Duration, u64, u64)> {
 }
 
 pub(super) fn boot(a: &BootArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.runs >= 1 && a.rounds >= 1 && a.exits >= 2,
-        "runs, rounds >= 1, exits >= 2"
-    );
     // Boot time and memory: separate processes, one warm-up boot first (page cache).
     timed_boot()?;
     let mut walls = Vec::new();

@@ -1,14 +1,16 @@
 //! `irqlab bench compare`: the same guest under irqlab and under QEMU microvm.
 
 use super::{median, verdict};
+use crate::cli::args::whole;
 use clap::Args;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Boots per VMM.
-    #[arg(long, default_value_t = 10)]
+    /// Boots per VMM (1-1000).
+    #[arg(long, default_value_t = 10, allow_hyphen_values = true,
+          value_parser = |s: &str| whole::<u32>(s, 1, 1000, ""))]
     runs: u32,
     /// The QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
@@ -41,7 +43,6 @@ fn timed(cmd: &mut Command) -> anyhow::Result<(Duration, i32, String)> {
 }
 
 pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.runs >= 1, "--runs must be at least 1");
     let dir = std::env::temp_dir().join(format!("irqlab-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let elf = dir.join("irqlab-guest.elf");

@@ -1,6 +1,7 @@
 //! `irqlab bench irq`: PIT and MSI delivery in both irqchip models at several rates.
 
 use super::{measured_hz, number_before, result, window};
+use crate::cli::args::seconds;
 use clap::Args;
 use irqlab::config::{IrqchipMode, VmConfig};
 use irqlab::machine::{self, RunOptions};
@@ -8,8 +9,9 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct IrqArgs {
-    /// Seconds of guest time per case.
-    #[arg(long, default_value_t = 0.5)]
+    /// Seconds of guest time per case (0.01-600).
+    #[arg(long, default_value_t = 0.5, allow_hyphen_values = true,
+          value_parser = |s: &str| seconds(s, 0.01, 600.0, "0.01"))]
     seconds: f64,
 }
 

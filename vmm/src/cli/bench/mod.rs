@@ -56,7 +56,10 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    match v.len() {
+        0 => f64::NAN,
+        n => v[((n - 1) as f64 * p).round() as usize],
+    }
 }
 
 fn quiet_run(cfg: &VmConfig) -> anyhow::Result<RunReport> {
@@ -132,6 +135,6 @@ fn window(console: &str, name: &str, marks: &[Mark]) -> Option<(u64, irqlab::sta
     let start = marks.iter().find(|m| m.value == 1)?;
     let end = marks.iter().find(|m| m.value == 2)?;
     let mut d = end.exits.since(&start.exits);
-    d.pio -= 1; // the end mark's own exit
+    d.pio = d.pio.saturating_sub(1); // the end mark's own exit
     Some((n, d))
 }

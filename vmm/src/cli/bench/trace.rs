@@ -1,13 +1,15 @@
 //! `irqlab bench trace`: tracing off vs ring vs lockstep on the same experiments.
 
 use super::{measured_hz, median, quiet_run, result};
+use crate::cli::args::whole;
 use clap::Args;
 use irqlab::config::VmConfig;
 
 #[derive(Args, Debug)]
 pub struct TraceArgs {
-    /// Rounds per mode (modes alternate within each round).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds per mode (modes alternate within each round; 1-100).
+    #[arg(long, default_value_t = 3, allow_hyphen_values = true,
+          value_parser = |s: &str| whole::<u32>(s, 1, 100, ""))]
     rounds: u32,
 }
 
