@@ -23,6 +23,7 @@
 pub mod output;
 pub mod ring;
 pub mod summarize;
+pub mod svg;
 
 use crate::kvm_stats::StatDesc;
 use irqlab_devices::ioapic::PinRoute;

@@ -570,78 +570,18 @@ fn write_chrome(
         .map_err(std::io::Error::other)
 }
 
-/// A latency histogram per source (log2 buckets in µs), hand-drawn SVG.
+/// `latency.svg` (see [`super::svg`]): every interrupt counted under its source, those without
+/// a latency as unknown.
 fn write_svg(dir: &Path, interrupts: &[Interrupt]) -> std::io::Result<()> {
-    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut by: BTreeMap<String, super::svg::SourceLatencies> = BTreeMap::new();
     for i in interrupts {
-        if let Some(l) = i.latency_us {
-            by.entry(&i.source).or_default().push(l);
+        let e = by.entry(i.source.to_string()).or_default();
+        match i.latency_us {
+            Some(l) => e.known.push(l),
+            None => e.unknown += 1,
         }
     }
-    const BUCKETS: usize = 16; // <1 µs, 1–2, 2–4, … 16 ms+
-    let (w, row_h, left) = (760.0, 140.0, 60.0);
-    let h = 40.0 + row_h * by.len().max(1) as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <text x=\"10\" y=\"20\" font-size=\"14\">interrupt delivery latency (raise → handler entry), log2 µs buckets</text>\n"
-    );
-    if by.is_empty() {
-        s.push_str(
-            "<text x=\"10\" y=\"50\">no interrupts with a device-side raise were traced</text>\n",
-        );
-    }
-    for (row, (name, lat)) in by.iter().enumerate() {
-        let mut counts = [0u64; BUCKETS];
-        for l in lat {
-            let b = if *l < 1.0 {
-                0
-            } else {
-                (l.log2() as usize + 1).min(BUCKETS - 1)
-            };
-            counts[b] += 1;
-        }
-        let max = *counts.iter().max().unwrap_or(&1) as f64;
-        let y0 = 40.0 + row as f64 * row_h;
-        s.push_str(&format!(
-            "<text x=\"10\" y=\"{}\">{} ({} interrupts)</text>\n",
-            y0 + 12.0,
-            xml(name),
-            lat.len()
-        ));
-        let bw = (w - left - 20.0) / BUCKETS as f64;
-        for (b, c) in counts.iter().enumerate() {
-            let bh = if max > 0.0 {
-                (*c as f64 / max) * (row_h - 50.0)
-            } else {
-                0.0
-            };
-            let x = left + b as f64 * bw;
-            let base = y0 + row_h - 25.0;
-            s.push_str(&format!(
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#4878a8\"><title>{c}</title></rect>\n",
-                base - bh,
-                bw - 2.0
-            ));
-            let label = if b == 0 {
-                "<1".to_string()
-            } else {
-                format!("{}", 1u64 << (b - 1))
-            };
-            s.push_str(&format!(
-                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{label}</text>\n",
-                x + 2.0,
-                base + 12.0
-            ));
-        }
-    }
-    s.push_str("</svg>\n");
-    std::fs::write(dir.join("latency.svg"), s)
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    std::fs::write(dir.join("latency.svg"), super::svg::latency_svg(&by))
 }
 
 /// The stdout table for a summary.
