@@ -519,3 +519,60 @@ fn usage_errors_are_one_line() {
         );
     }
 }
+
+#[test]
+fn a_stalled_console_reader_never_holds_up_the_guest_the_watchdog_or_signals() {
+    if !kvm_or_skip("a_stalled_console_reader_never_holds_up_the_guest_the_watchdog_or_signals") {
+        return;
+    }
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    // The guest floods the console; nobody reads irqlab's stdout (a pipe whose reader stalls).
+    for stop in ["watchdog", "sigterm"] {
+        let mut child = irqlab()
+            .args(["run", "--cmdline", "run=none crash=flood", "--timeout"])
+            .arg(if stop == "watchdog" { "2" } else { "0" })
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        if stop == "sigterm" {
+            // Give the flood time to fill the pipe and the console queue.
+            std::thread::sleep(Duration::from_secs(2));
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        // Wait without reading stdout (the stall), bounded.
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("{stop}: irqlab did not end while its stdout was not read");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let want = if stop == "watchdog" {
+            code::TIMEOUT
+        } else {
+            code::SIGTERM
+        };
+        assert_eq!(status.code(), Some(i32::from(want)), "{stop}: {err}");
+        assert!(
+            err.contains("bytes of guest output dropped: stdout was not being read"),
+            "{stop}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

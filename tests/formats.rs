@@ -36,7 +36,9 @@ fn the_guest_boots_natively_and_through_pvh_with_the_same_results() {
         "--boot",
         "pvh",
         "--cmdline",
-        &timer_tolerance("run=msi,timer count=200 ticks=100"),
+        // The rate is judged by the device tests (tests/devices.rs), not here: this test runs next
+        // to Linux boots that load both cores.
+        "run=msi,timer count=200 ticks=100 tolerance=off",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(

@@ -214,7 +214,7 @@ impl Runs {
 }
 
 /// Deliberate failures the VMM's tests use:
-/// `crash=triple-fault|double-fault|kernel-fault|hang|panic|status:N|reboot-acpi|reboot-kbd|reboot-cf9`.
+/// `crash=triple-fault|double-fault|kernel-fault|hang|flood|panic|status:N|reboot-acpi|reboot-kbd|reboot-cf9`.
 fn crash_modes(boot: &Boot) {
     match boot.cmdline.get("crash") {
         None => {}
@@ -225,6 +225,12 @@ fn crash_modes(boot: &Boot) {
             // nor can the #DF that follows, so the CPU shuts down (triple fault).
             unsafe {
                 core::arch::asm!("lidt [{}]", "ud2", in(reg) empty.as_ptr(), options(noreturn))
+            }
+        }
+        Some("flood") => {
+            // A console flood: output as fast as the UART takes it, until the watchdog.
+            loop {
+                println!("flood ................................................................");
             }
         }
         Some("hang") => {

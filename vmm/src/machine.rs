@@ -147,6 +147,9 @@ pub struct RunReport {
     pub bench_writes: (u64, Duration),
     /// Port or MMIO accesses no device claimed.
     pub unhandled_accesses: u64,
+    /// Console bytes that never reached stdout: its reader stalled or closed it (the guest
+    /// is never held up by a slow reader; see [`crate::console`]).
+    pub console_dropped: u64,
     /// Userspace exits by reason over the whole run.
     pub exits: ExitCounts,
     /// Marks the guest wrote to the mark port.
@@ -414,7 +417,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         wake: EventFd::new(libc::EFD_NONBLOCK).map_err(os("eventfd"))?,
     });
     let capture = Arc::new(Mutex::new(Vec::new()));
-    let mut console = ConsoleOut::new(opts.console_stdout);
+    let mut console = ConsoleOut::new(opts.console_stdout).map_err(os("console thread"))?;
     if opts.capture_console {
         console = console.with_capture(capture.clone());
     }
@@ -577,6 +580,12 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         )
     });
     devices.shutdown();
+    let console_dropped = devices
+        .uart
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .writer_mut()
+        .dropped();
     // Whatever ended the run, the trace is completed and written.
     let (trace, trace_error) = match &tracer {
         Some(t) => {
@@ -639,6 +648,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         guest_resident: memory::resident_bytes(&mem),
         console,
         bench_writes: (bench.count(), bench.span()),
+        console_dropped,
         unhandled_accesses: devices.pio.unhandled() + devices.mmio.unhandled(),
         exits: devices.exits.snapshot(),
         marks,

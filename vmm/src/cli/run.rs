@@ -229,6 +229,12 @@ fn run_in(args: &RunArgs) -> Ending {
             if let Some(e) = &report.stop_error {
                 eprintln!("irqlab: {e}");
             }
+            if report.console_dropped > 0 {
+                eprintln!(
+                    "irqlab: console: {} bytes of guest output dropped: stdout was not being read (a stalled reader never holds up the guest)",
+                    report.console_dropped
+                );
+            }
             Ending {
                 code: report.outcome.exit_code(),
                 line: report.outcome.explain(),
