@@ -100,7 +100,12 @@ impl MsiSink for KvmInterrupts {
     fn routes_changed(&self, routes: &[PinRoute]) {
         let entries: Vec<_> = routes
             .iter()
-            .filter(|r| !r.masked)
+            // A masked level pin can still owe an EOI (Remote IRR set, e.g. a handler that
+            // masks its pin before EOI). Dropping its route would drop the vector from KVM's
+            // EOI-exit bitmap and leave Remote IRR stuck; QEMU keeps the last route of a masked
+            // pin for the same reason. irqlab never delivers through these routes (it sends
+            // KVM_SIGNAL_MSI), so keeping them has no other effect.
+            .filter(|r| !r.masked || r.level)
             .map(|r| {
                 let mut e = kvm_irq_routing_entry {
                     gsi: r.pin,

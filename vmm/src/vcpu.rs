@@ -56,6 +56,14 @@ pub enum ExitAction {
 /// Handles one exit against the devices. Pure with respect to KVM: tests feed it made-up
 /// exits.
 pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
+    handle_exit_sized(devices, exit, None)
+}
+
+/// [`handle_exit`] with the width of one port access (`kvm_run.io.size`). KVM batches a
+/// `rep ins`/`rep outs` into one `KVM_EXIT_IO` of `count` accesses of `size` bytes each
+/// (`data.len() == size * count`); the bus must see `count` separate accesses, as QEMU's
+/// `kvm_handle_io` does, not one access of `size * count` bytes. `None`: one access.
+pub fn handle_exit_sized(devices: &Devices, exit: VcpuExit, io_size: Option<usize>) -> ExitAction {
     devices.exits.count(match &exit {
         VcpuExit::IoOut(..) | VcpuExit::IoIn(..) => ExitKind::Pio,
         VcpuExit::MmioRead(..) | VcpuExit::MmioWrite(..) => ExitKind::Mmio,
@@ -64,11 +72,17 @@ pub fn handle_exit(devices: &Devices, exit: VcpuExit) -> ExitAction {
     });
     match exit {
         VcpuExit::IoOut(port, data) => {
-            devices.pio.write(port.into(), data);
+            let size = io_size.filter(|&n| n > 0).unwrap_or(data.len().max(1));
+            for access in data.chunks(size) {
+                devices.pio.write(port.into(), access);
+            }
             ExitAction::Continue
         }
         VcpuExit::IoIn(port, data) => {
-            devices.pio.read(port.into(), data);
+            let size = io_size.filter(|&n| n > 0).unwrap_or(data.len().max(1));
+            for access in data.chunks_mut(size) {
+                devices.pio.read(port.into(), access);
+            }
             ExitAction::Continue
         }
         VcpuExit::MmioWrite(addr, data) => {
@@ -295,13 +309,24 @@ impl Vcpu {
             if ctl.stopping() {
                 return;
             }
+            // The kvm_run page stays mapped at the same address for the vCPU's lifetime; the
+            // access width of a (possibly batched) port exit is only there.
+            let run_page: *const kvm_bindings::kvm_run = self.fd.get_kvm_run();
             let result = self.fd.run();
             let t_exit = if trace.is_some() { host_tsc() } else { 0 };
+            // SAFETY: `run_page` points into the vCPU's mmap'd kvm_run, valid while `self.fd`
+            // lives; the union is read only when the exit is a port exit.
+            let io_size = match &result {
+                Ok(VcpuExit::IoIn(..)) | Ok(VcpuExit::IoOut(..)) => {
+                    Some(unsafe { (*run_page).__bindgen_anon_1.io.size } as usize)
+                }
+                _ => None,
+            };
             let action = match result {
                 Ok(exit) => {
                     note_exit(&mut last_exit, &exit);
                     match trace {
-                        None => handle_exit(devices, exit),
+                        None => handle_exit_sized(devices, exit, io_size),
                         Some(tr) => {
                             let mut rec = describe(&exit, id, t_exit);
                             if let VcpuExit::IoOut(DOORBELL_PORT, data) = &exit {
@@ -311,7 +336,7 @@ impl Vcpu {
                                     devices.exits.snapshot(),
                                 );
                             }
-                            let action = handle_exit(devices, exit);
+                            let action = handle_exit_sized(devices, exit, io_size);
                             rec.vmm_cycles = host_tsc() - t_exit;
                             tr.tracer.exit(&rec);
                             action
@@ -447,6 +472,92 @@ mod tests {
         assert_eq!(
             last.to_string(),
             "last exit to irqlab: MMIO read 0xfec00010 (exit 2 of this vCPU)"
+        );
+    }
+
+    struct Nothing;
+    impl irqlab_devices::MsiSink for Nothing {
+        fn send(&self, _: irqlab_devices::MsiMessage) -> irqlab_devices::MsiOutcome {
+            irqlab_devices::MsiOutcome::Delivered
+        }
+    }
+    impl irqlab_devices::ExitSink for Nothing {
+        fn request_exit(&self, _: u32) {}
+        fn request_reset(&self, _: irqlab_devices::reset::ResetSource) {}
+    }
+    impl irqlab_devices::msi_source::DmaWriter for Nothing {
+        fn write_u32(&self, _: u64, _: u32) -> bool {
+            false
+        }
+    }
+
+    fn devices() -> Devices {
+        Devices::new(
+            crate::console::ConsoleOut::with_writer(None).unwrap(),
+            Arc::new(Nothing),
+            crate::device_manager::IrqWiring::Split {
+                ioapic: Arc::new(Nothing),
+                msi: Arc::new(Nothing),
+            },
+            Arc::new(Nothing),
+            None,
+            crate::device_manager::Board {
+                vcpus: 1,
+                mem_size: 64 << 20,
+                testdev: true,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn batched_string_port_io_is_one_access_per_element() {
+        let d = devices();
+        // outw 0x9999 to the test device's scratch port, then `rep insb` of 4 from it: KVM
+        // reports one exit with 4 bytes of size 1; each byte is a 1-byte read of port 0xe0.
+        let out = 0x9999u16.to_le_bytes();
+        assert_eq!(
+            handle_exit_sized(&d, VcpuExit::IoOut(0xe0, &out), Some(2)),
+            ExitAction::Continue
+        );
+        let mut data = [0u8; 4];
+        handle_exit_sized(&d, VcpuExit::IoIn(0xe0, &mut data), Some(1));
+        assert_eq!(data, [0x99; 4]);
+        // Read as one 4-byte access it would have been the register's four bytes.
+        let mut wide = [0u8; 4];
+        handle_exit(&d, VcpuExit::IoIn(0xe0, &mut wide));
+        assert_eq!(wide, [0x99, 0x99, 0, 0]);
+    }
+
+    #[test]
+    fn exits_map_to_actions() {
+        let d = devices();
+        let mut b = [0u8; 1];
+        assert_eq!(handle_exit(&d, VcpuExit::Shutdown), ExitAction::Shutdown);
+        assert_eq!(
+            handle_exit(&d, VcpuExit::InternalError),
+            ExitAction::InternalError
+        );
+        assert_eq!(
+            handle_exit(&d, VcpuExit::FailEntry(7, 0)),
+            ExitAction::FailEntry(7)
+        );
+        assert_eq!(handle_exit(&d, VcpuExit::Intr), ExitAction::Continue);
+        assert_eq!(
+            handle_exit(&d, VcpuExit::IoIn(0x1234, &mut b)),
+            ExitAction::Continue
+        );
+        assert_eq!(b, [0xff], "an unclaimed port reads as a floating bus");
+        assert!(matches!(
+            handle_exit(&d, VcpuExit::Hlt),
+            ExitAction::Unhandled(_)
+        ));
+        assert_eq!(
+            handle_exit(
+                &d,
+                VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_RESET, &[])
+            ),
+            ExitAction::Reboot("KVM_SYSTEM_EVENT_RESET".into())
         );
     }
 }
