@@ -314,10 +314,11 @@ impl Vcpu {
             let run_page: *const kvm_bindings::kvm_run = self.fd.get_kvm_run();
             let result = self.fd.run();
             let t_exit = if trace.is_some() { host_tsc() } else { 0 };
-            // SAFETY: `run_page` points into the vCPU's mmap'd kvm_run, valid while `self.fd`
-            // lives; the union is read only when the exit is a port exit.
             let io_size = match &result {
                 Ok(VcpuExit::IoIn(..)) | Ok(VcpuExit::IoOut(..)) => {
+                    // SAFETY: `run_page` points into the vCPU's mmap'd kvm_run, valid while
+                    // `self.fd` lives; for a port exit KVM filled the `io` union member, and
+                    // this only reads it (the exit's data slice is another part of the page).
                     Some(unsafe { (*run_page).__bindgen_anon_1.io.size } as usize)
                 }
                 _ => None,

@@ -76,16 +76,17 @@ pub struct SourceSummary {
     pub merged: u64,
     /// Injections no handler took (pending when the guest stopped, or lost).
     pub unhandled: u64,
-    /// Latency percentiles (µs).
-    pub latency_p50_us: f64,
+    /// Latency percentiles (µs); `None` (JSON null, "–" in tables) when no interrupt of the
+    /// source has a known latency — never 0.
+    pub latency_p50_us: Option<f64>,
     /// p90.
-    pub latency_p90_us: f64,
+    pub latency_p90_us: Option<f64>,
     /// p99.
-    pub latency_p99_us: f64,
+    pub latency_p99_us: Option<f64>,
     /// Maximum.
-    pub latency_max_us: f64,
-    /// Mean handler time entry → EOI (µs).
-    pub handler_mean_us: f64,
+    pub latency_max_us: Option<f64>,
+    /// Mean handler time entry → EOI (µs); `None` without handled interrupts.
+    pub handler_mean_us: Option<f64>,
     /// Mean KVM statistic deltas per interrupt (lockstep) or the run's totals split in
     /// proportion to the interrupt count (ring: an estimate).
     pub exits_per_interrupt: BTreeMap<String, f64>,
@@ -126,11 +127,16 @@ pub struct Summary {
     pub tsc_offset_uncertainty: u64,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+fn pct(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
-        return 0.0;
+        return None;
     }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    Some(sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+}
+
+/// A latency for a table: "–" when unknown.
+fn us(v: Option<f64>) -> String {
+    v.map_or("\u{2013}".to_string(), |v| format!("{v:.1}"))
 }
 
 struct Injection {
@@ -458,9 +464,10 @@ fn correlate(
                 latency_p50_us: pct(&lat, 0.5),
                 latency_p90_us: pct(&lat, 0.9),
                 latency_p99_us: pct(&lat, 0.99),
-                latency_max_us: lat.last().copied().unwrap_or(0.0),
-                handler_mean_us: list.iter().map(|i| i.eoi_us - i.entry_us).sum::<f64>()
-                    / list.len() as f64,
+                latency_max_us: lat.last().copied(),
+                handler_mean_us: (!list.is_empty()).then(|| {
+                    list.iter().map(|i| i.eoi_us - i.entry_us).sum::<f64>() / list.len() as f64
+                }),
                 exits_per_interrupt: epi,
             },
         );
@@ -610,15 +617,15 @@ pub fn table(s: &Summary) -> String {
             .map(|(k, x)| format!("{k} {x:.2}"))
             .collect();
         out.push_str(&format!(
-            "{:<16} {:>7} {:>8} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}\n",
+            "{:<16} {:>7} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9}  {}\n",
             name,
             v.count,
             v.injected,
             v.merged,
-            v.latency_p50_us,
-            v.latency_p90_us,
-            v.latency_p99_us,
-            v.latency_max_us,
+            us(v.latency_p50_us),
+            us(v.latency_p90_us),
+            us(v.latency_p99_us),
+            us(v.latency_max_us),
             if exits.is_empty() {
                 "-".to_string()
             } else {

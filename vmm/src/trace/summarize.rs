@@ -74,8 +74,9 @@ pub fn diff(a: &Path, b: &Path) -> Result<String, ReadError> {
     for n in names {
         let (x, y) = (sa.sources.get(n), sb.sources.get(n));
         let f = |s: Option<&super::output::SourceSummary>,
-                 g: fn(&super::output::SourceSummary) -> f64| {
-            s.map_or("-".to_string(), |s| format!("{:.1}", g(s)))
+                 g: fn(&super::output::SourceSummary) -> Option<f64>| {
+            s.and_then(g)
+                .map_or("\u{2013}".to_string(), |v| format!("{v:.1}"))
         };
         out.push_str(&format!(
             "{:<16} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}\n",

@@ -92,7 +92,12 @@ pub(super) fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                     .trace
                     .as_ref()
                     .and_then(|t| t.sources.get("msi:source0"))
-                    .map(|s| (s.latency_p50_us, s.latency_p99_us))
+                    .map(|s| {
+                        (
+                            s.latency_p50_us.unwrap_or(f64::NAN),
+                            s.latency_p99_us.unwrap_or(f64::NAN),
+                        )
+                    })
                     .unwrap_or((f64::NAN, f64::NAN));
                 rows.push(PostedRow {
                     vcpus,

@@ -77,8 +77,10 @@ pub(super) fn trace_overhead(a: &TraceArgs) -> anyhow::Result<()> {
                 if let Some(s) = summary {
                     records[m].push(s.records as f64);
                     if let Some(src) = s.sources.get(source) {
-                        lat[m].0.push(src.latency_p50_us);
-                        lat[m].1.push(src.latency_p99_us);
+                        if let (Some(p50), Some(p99)) = (src.latency_p50_us, src.latency_p99_us) {
+                            lat[m].0.push(p50);
+                            lat[m].1.push(p99);
+                        }
                     }
                 }
             }
