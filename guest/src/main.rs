@@ -17,6 +17,7 @@ mod exit;
 mod experiments;
 mod fmt;
 mod gdt;
+mod hostile;
 mod idt;
 mod interrupts;
 mod ioapic;
@@ -135,6 +136,7 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     unsafe { core::arch::asm!("mov {t}, cr0", "or {t}, 0x40000", "mov cr0, {t}", t = out(reg) _) };
 
     crash_modes(&boot);
+    hostile::run(&boot);
     // The `run=` list, parsed once into a set: every instruction counts on hosts that emulate
     // them (looking each name up in the string cost ~2,500 emulated instructions per boot).
     let runs = Runs::parse(boot.cmdline.get("run").unwrap_or("selftest"));

@@ -1,0 +1,121 @@
+//! Hostile guests: the built-in guest's `hostile=KIND` modes attack the device models and KVM
+//! plumbing (see guest/src/hostile.rs). Each run must end the documented way within the
+//! watchdog, with irqlab's resident memory sampled while it runs and flat.
+
+mod common;
+use common::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Runs `hostile=KIND` and returns (exit code, stdout, stderr, RSS samples in KiB).
+fn hostile(kind: &str, vcpus: &str, timeout: &str) -> (i32, String, String, Vec<u64>) {
+    let cmdline = format!("run=none hostile={kind}");
+    let mut child = irqlab()
+        .args([
+            "run",
+            "--cmdline",
+            &cmdline,
+            "--vcpus",
+            vcpus,
+            "--timeout",
+            timeout,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the pipes on threads so a chatty guest never stalls on them.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut so, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut se, &mut s).unwrap();
+        s
+    });
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if let Some(kib) = rss_kib(child.id()) {
+            samples.push(kib);
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("hostile={kind}: irqlab did not end by itself");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
+        samples,
+    )
+}
+
+/// Flat: after the first quarter of the run (boot, guest memory being touched), resident
+/// memory grows by less than 8 MiB.
+fn assert_flat(kind: &str, samples: &[u64]) {
+    if samples.len() < 8 {
+        return; // too short a run to judge (it ended at once)
+    }
+    let settled = samples[samples.len() / 4];
+    let peak = *samples.iter().max().unwrap();
+    assert!(
+        peak < settled + 8 * 1024,
+        "hostile={kind}: RSS grew from {settled} KiB to {peak} KiB: {samples:?}"
+    );
+}
+
+#[test]
+fn hostile_guests_end_as_documented_with_flat_memory() {
+    if !kvm_or_skip("hostile guests") {
+        return;
+    }
+    // (kind, vCPUs, watchdog, expected exit code)
+    for (kind, vcpus, timeout, want) in [
+        ("port-storm", "1", "3", 74),
+        ("ioapic-garbage", "1", "60", 0),
+        ("low-vectors", "1", "60", 0),
+        ("pit-count1", "1", "60", 0),
+        ("unmapped-mmio", "1", "60", 0),
+        ("msi-garbage", "2", "60", 0),
+        ("sipi-storm", "8", "60", 0),
+        ("cli-hlt", "1", "2", 74),
+    ] {
+        let (code, out, err, samples) = hostile(kind, vcpus, timeout);
+        assert_eq!(code, want, "hostile={kind}:\n{out}\n{err}");
+        assert!(
+            !err.contains("panicked") && err.lines().count() <= 1,
+            "hostile={kind}: {err}"
+        );
+        if want == 0 {
+            assert!(
+                out.contains(&format!("hostile: {kind} done, still standing")),
+                "{out}"
+            );
+        }
+        assert_flat(kind, &samples);
+    }
+}
