@@ -49,8 +49,13 @@ pub static BOOT_STACK: Stack<{ 64 * 1024 }> = Stack::new();
 /// The stack system calls run on (per-CPU data points at its top).
 static SYSCALL_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 
-/// The entry point: switch to our own stack, make SSE usable (compiled code uses it), call
-/// `kmain(boot_info)`.
+/// The entry point: switch to our own stack, make SSE usable, call `kmain(boot_info)`.
+///
+/// The guest's own code is compiled without SSE (`guest/.cargo/config.toml`), but the
+/// precompiled `core` it links (there is no rust-src to rebuild it) may use SSE, e.g. in
+/// `core::fmt`'s integer formatting, and the `fpu-state`, `#NM` and `#XM` checks use it on
+/// purpose. Kernel code avoids `core::fmt` numbers on hot paths (`fmt::Dec`) because on
+/// kvm-pvm every SSE instruction is a KVM emulation failure.
 #[unsafe(naked)]
 #[no_mangle]
 #[link_section = ".text.entry"]
