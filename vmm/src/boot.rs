@@ -13,7 +13,7 @@
 
 use crate::arch::x86_64::{acpi, boot_info, linux, mptable, pvh, regs, BootError};
 use crate::config::{BootProtocol, VmConfig};
-use crate::loader::elf::LoadError;
+use crate::loader::LoadError;
 use crate::loader::{self, elf, multiboot, Format, KernelImage, LoadedKernel};
 use crate::machine::SetupError;
 use crate::memory::GuestMemory;

@@ -14,7 +14,7 @@ use crate::config::{IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{Board, DeviceError, Devices, IrqWiring};
 use crate::interrupts::{KvmGsiLine, KvmInterrupts};
-use crate::loader::{elf, KernelImage};
+use crate::loader::KernelImage;
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
 use crate::stats::{ExitCounts, Mark};
@@ -38,7 +38,7 @@ use vmm_sys_util::timerfd::TimerFd;
 pub enum SetupError {
     /// Kernel image problems (exit code 66).
     #[error(transparent)]
-    Kernel(#[from] elf::LoadError),
+    Kernel(#[from] crate::loader::LoadError),
     /// Host/KVM problems (exit code 69).
     #[error(transparent)]
     Vm(#[from] vm::VmError),

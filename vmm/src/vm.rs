@@ -10,8 +10,8 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 
-/// IO-APIC input pins irqlab models (82093AA: 24).
-pub const IOAPIC_PINS: u64 = 24;
+/// IO-APIC input pins irqlab models (82093AA: 24): the device model's count.
+pub const IOAPIC_PINS: u64 = irqlab_devices::ioapic::NUM_PINS as u64;
 /// Where KVM may put the three-page TSS it needs for real-mode emulation on VMX.
 pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 

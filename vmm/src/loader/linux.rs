@@ -3,13 +3,17 @@
 //! zero page (`boot_params`: the image's setup header, command line, E820 map, initrd) and
 //! enters `startup_64` (load address + 0x200) in long mode with RSI = the zero page.
 
-use super::elf::LoadError;
+use super::LoadError;
 use super::{le_u16, le_u32, le_u64, KernelImage, LoadedKernel};
-use crate::arch::x86_64::linux::{BOOT_FLAG, HDRS};
 use crate::memory::GuestMemory;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, KernelLoader};
 use std::io::Cursor;
+
+/// `boot_flag` at 0x1fe of a bzImage.
+pub const BOOT_FLAG: u16 = 0xaa55;
+/// `"HdrS"`.
+pub const HDRS: u32 = u32::from_le_bytes(*b"HdrS");
 
 /// `xloadflags` bit: the kernel has the legacy 64-bit entry point at 0x200.
 const XLF_KERNEL_64: u16 = 1 << 0;

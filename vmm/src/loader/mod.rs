@@ -1,9 +1,12 @@
 //! Kernel image loading, one module per boot format.
 
 pub mod elf;
+mod error;
 pub mod kvm_unit_tests;
 pub mod linux;
 pub mod multiboot;
+
+pub use error::LoadError;
 
 use std::path::Path;
 
@@ -34,7 +37,7 @@ impl KernelImage<'static> {
     /// Reads a kernel file: a regular file (see [`crate::input`]) no larger than the most
     /// guest memory irqlab creates. [`KernelImage::from_file_within`] caps it at the guest
     /// memory of the run.
-    pub fn from_file(path: &Path) -> Result<Self, elf::LoadError> {
+    pub fn from_file(path: &Path) -> Result<Self, LoadError> {
         Self::read(
             path,
             crate::config::MEM_MIB_MAX << 20,
@@ -43,14 +46,14 @@ impl KernelImage<'static> {
     }
 
     /// Reads a kernel file that must fit in `mem_size` bytes of guest memory.
-    pub fn from_file_within(path: &Path, mem_size: u64) -> Result<Self, elf::LoadError> {
+    pub fn from_file_within(path: &Path, mem_size: u64) -> Result<Self, LoadError> {
         Self::read(path, mem_size, "guest memory")
     }
 
-    fn read(path: &Path, cap: u64, of: &str) -> Result<Self, elf::LoadError> {
+    fn read(path: &Path, cap: u64, of: &str) -> Result<Self, LoadError> {
         let limit = format!("{of} ({} MiB)", cap >> 20);
         let bytes = crate::input::read_regular(path, cap, &limit).map_err(|source| {
-            elf::LoadError::Read {
+            LoadError::Read {
                 name: path.display().to_string(),
                 source,
             }

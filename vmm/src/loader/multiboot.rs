@@ -6,7 +6,7 @@
 //! Supported header flags: 0 (page-align modules), 1 (memory information), 16 (address
 //! fields). Flag 2 (video mode) is refused: irqlab has no display.
 
-use super::elf::LoadError;
+use super::LoadError;
 use super::{le_u16, le_u32, KernelImage, LoadedKernel};
 use crate::memory::GuestMemory;
 use irqlab_abi::layout::{BOOT_GDT, CMDLINE, CMDLINE_MAX, KERNEL_MIN_ADDR};

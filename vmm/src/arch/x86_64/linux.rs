@@ -2,6 +2,7 @@
 //! its own GDT layout (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), the zero page written by
 //! linux-loader's `LinuxBootConfigurator`, and long-mode registers with RSI = the zero page.
 
+use crate::loader::linux::{BOOT_FLAG, HDRS};
 use super::gdt::kvm_segment_in;
 use super::BootError;
 use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, CMDLINE};
@@ -15,18 +16,17 @@ use vm_memory::{Bytes, GuestAddress};
 
 /// The zero page goes where irqlab's boot info would (4 KiB, below the command line).
 pub const ZERO_PAGE: u64 = BOOT_INFO;
-const BOOT_CS: u16 = 0x10;
-const BOOT_DS: u16 = 0x18;
+/// Linux's `__BOOT_CS` in the GDT irqlab builds for it (irqlab's own guests use
+/// `irqlab_abi::layout::BOOT_CS` = 0x08 in another GDT).
+const LINUX_BOOT_CS: u16 = 0x10;
+/// Linux's `__BOOT_DS`.
+const LINUX_BOOT_DS: u16 = 0x18;
 const BOOT_TR: u16 = 0x20;
 /// `type_of_loader`: "undefined" (0xff).
 const LOADER_UNDEFINED: u8 = 0xff;
 /// `loadflags`: CAN_USE_HEAP.
 const CAN_USE_HEAP: u8 = 0x80;
 const E820_RAM: u32 = 1;
-/// `boot_flag` at 0x1fe of a bzImage.
-pub const BOOT_FLAG: u16 = 0xaa55;
-/// `"HdrS"`.
-pub const HDRS: u32 = u32::from_le_bytes(*b"HdrS");
 /// x86-64 kernels are aligned (and, unless relocated, linked) at 16 MiB.
 const KERNEL_ALIGNMENT: u32 = 0x100_0000;
 
@@ -133,8 +133,8 @@ pub fn set_regs(vcpu: &VcpuFd, entry: u64, cr3: u64, gdt_limit: u16) -> Result<(
     let kvm = |ioctl| BootError::kvm(ioctl, 0);
     let table = gdt();
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
-    let data = kvm_segment_in(&table, BOOT_DS);
-    sregs.cs = kvm_segment_in(&table, BOOT_CS);
+    let data = kvm_segment_in(&table, LINUX_BOOT_DS);
+    sregs.cs = kvm_segment_in(&table, LINUX_BOOT_CS);
     (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
     sregs.tr = kvm_segment_in(&table, BOOT_TR);
     sregs.gdt.base = BOOT_GDT;
