@@ -122,17 +122,22 @@ pub fn assert_guest_ok(code: i32, out: &str, err: &str) {
     );
 }
 
-/// Words for a timer experiment's command line: on a host whose clock cannot be trusted (the
-/// nested-SVM lane sets `IRQLAB_UNTRUSTED_CLOCK`: QEMU TCG runs its clock unevenly) the
-/// guest reports the measured rate without judging it (`tolerance=off`).
+/// Words for a timer experiment's command line, with the tolerance tests use for the
+/// measured rate. The suite must pass on a loaded 2-core machine, so it judges the rate
+/// loosely (25 %: a wrong divisor, a missed mode or doubled ticks are far outside it) and
+/// leaves precise rates to the benchmarks (`irqlab bench irq`), which report them. On a host
+/// whose clock cannot be trusted at all (the nested-SVM lane sets `IRQLAB_UNTRUSTED_CLOCK`:
+/// QEMU TCG runs its clock unevenly) the guest reports the rate without judging it
+/// (`tolerance=off`); the tick count is judged everywhere.
 pub fn timer_tolerance(words: &str) -> String {
-    if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
-        let kept: Vec<_> = words
-            .split(' ')
-            .filter(|w| !w.starts_with("tolerance="))
-            .collect();
-        format!("{} tolerance=off", kept.join(" "))
+    let kept: Vec<_> = words
+        .split(' ')
+        .filter(|w| !w.starts_with("tolerance="))
+        .collect();
+    let tolerance = if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
+        "off"
     } else {
-        words.to_string()
-    }
+        "25"
+    };
+    format!("{} tolerance={tolerance}", kept.join(" "))
 }
