@@ -208,6 +208,18 @@ fn uart_and_summarize_and_diff() {
         out.contains("pit ") && out.contains("in-kernel:0x30"),
         "{out}"
     );
+    // Both are the PIT at vector 0x30: one row compares them, with counts on both sides.
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("pit / in-kernel:0x30 "))
+        .unwrap_or_else(|| panic!("no paired PIT row:\n{out}"));
+    let counts: Vec<u64> = row["pit / in-kernel:0x30".len()..]
+        .split_whitespace()
+        .take(2)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert!(counts.iter().all(|c| *c >= 50), "{row}");
+    assert!(out.contains("paired by vector: pit (A) and in-kernel:0x30 (B) share vector 0x30"));
     let (code, _, err) = run(&["trace", "summarize", "/nonexistent/irqlab-trace"]);
     assert_eq!(code, 65);
     assert!(
@@ -236,16 +248,91 @@ fn trace_is_complete_after_sigint() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // interrupts.jsonl and trace.json are written as the run goes, not at its end.
+    let start = std::time::Instant::now();
+    let mut streamed = 0;
+    while streamed < 100 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let text = std::fs::read_to_string(dir.join("interrupts.jsonl")).unwrap_or_default();
+        // Whole lines only: the writer may be mid-line.
+        streamed = text.matches('\n').count();
+    }
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "irqlab ended before the test could look"
+    );
+    assert!(streamed >= 100, "{streamed} lines while running");
+    let chrome_head = std::fs::read_to_string(dir.join("trace.json")).unwrap();
+    assert!(
+        chrome_head.starts_with("{\"traceEvents\":["),
+        "{chrome_head:.80}"
+    );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let irqs = jsonl(&dir.join("interrupts.jsonl"));
     assert!(irqs.len() > 100, "{} records", irqs.len());
+    assert!(irqs.len() >= streamed);
     jsonl(&dir.join("exits.jsonl"));
-    json(&dir.join("summary.json"));
-    json(&dir.join("trace.json"));
+    let summary = json(&dir.join("summary.json"));
+    assert_eq!(summary["records"].as_u64().unwrap() as usize, irqs.len());
+    let chrome = json(&dir.join("trace.json"));
+    let slices = chrome["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    assert_eq!(slices, irqs.len());
+}
+
+#[test]
+fn exits_jsonl_is_capped_and_the_rest_counted() {
+    if !kvm_or_skip("trace exits cap") {
+        return;
+    }
+    let dir = scratch("exitcap");
+    let cfg = dir.join("t.toml");
+    std::fs::write(
+        &cfg,
+        "cmdline = \"run=timer timer=pit hz=1000 ticks=100 tolerance=100\"\n\
+         [trace]\ndir = \"out\"\nexits_max_records = 25\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["run", cfg.to_str().unwrap(), "--timeout", "30"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let exits = jsonl(&dir.join("out/exits.jsonl"));
+    assert_eq!(exits.len(), 25);
+    let summary = json(&dir.join("out/summary.json"));
+    let total = summary["userspace_exits"].as_u64().unwrap();
+    let dropped = summary["dropped_exit_records"].as_u64().unwrap();
+    assert!(total > 25, "{summary}");
+    assert_eq!(dropped, total - 25, "{summary}");
+    assert_eq!(summary["exits_max_records"], 25);
+    assert!(
+        out.contains(&format!(
+            "{total} userspace exits ({dropped} exit records dropped past exits_max_records)"
+        )),
+        "{out}"
+    );
+    // Only the written exits appear in the Chrome trace.
+    let chrome = json(&dir.join("out/trace.json"));
+    let instants = chrome["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("exit ")))
+        .count();
+    assert_eq!(instants, 25);
+    std::fs::write(&cfg, "[trace]\ndir = \"out\"\nexits_max_records = -1\n").unwrap();
+    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("t.toml:3:") && err.contains("exits_max_records"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -88,8 +88,13 @@ pub struct MsiSource {
     sink: Arc<dyn MsiSink>,
     dma: Option<Arc<dyn DmaWriter>>,
     observer: Option<Arc<dyn MsiObserver>>,
+    on_thread_start: Option<ThreadStart>,
     ignored_writes: u64,
 }
+
+/// Runs first on every worker thread the device starts (the VMM confines the thread there,
+/// e.g. with a seccomp filter; the device itself stays free of host policy).
+pub type ThreadStart = Arc<dyn Fn() + Send + Sync>;
 
 impl MsiSource {
     /// A stopped device sending through `sink`.
@@ -107,8 +112,14 @@ impl MsiSource {
             sink,
             dma: None,
             observer: None,
+            on_thread_start: None,
             ignored_writes: 0,
         }
+    }
+
+    /// Runs `hook` first on every worker thread from now on.
+    pub fn set_thread_start(&mut self, hook: ThreadStart) {
+        self.on_thread_start = Some(hook);
     }
 
     /// Lets the device write its event counter into guest memory through `dma`.
@@ -189,9 +200,15 @@ impl MsiSource {
             observer: self.observer.clone(),
             counters,
         };
+        let start = self.on_thread_start.clone();
         self.worker = std::thread::Builder::new()
             .name("msi-source".into())
-            .spawn(move || job.run())
+            .spawn(move || {
+                if let Some(start) = start {
+                    start();
+                }
+                job.run()
+            })
             .ok();
         if self.worker.is_none() {
             self.counters.busy.store(false, Ordering::Release);
@@ -415,6 +432,32 @@ mod tests {
         assert_eq!(r(&mut dev, reg::SENT), 25);
         assert_eq!(r(&mut dev, reg::DELIVERED), 25);
         assert_eq!(r(&mut dev, reg::CONTROL), 0);
+    }
+
+    #[test]
+    fn the_thread_start_hook_runs_first_on_every_worker() {
+        let (sink, mut dev) = programmed(3, 0);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let sent = sink.clone();
+        dev.set_thread_start(Arc::new(move || {
+            let name = std::thread::current().name().map(str::to_owned);
+            log.lock()
+                .unwrap()
+                .push((name, sent.sent.lock().unwrap().len()));
+        }));
+        for _ in 0..2 {
+            w(&mut dev, reg::CONTROL, reg::CTRL_START);
+            dev.wait_idle();
+        }
+        // Once per run, on the worker, before its first message.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (Some("msi-source".into()), 0),
+                (Some("msi-source".into()), 3)
+            ]
+        );
     }
 
     #[test]

@@ -91,6 +91,7 @@ struct FileConfig {
     initrd: Option<Spanned<String>>,
     modules: Option<Vec<Spanned<String>>>,
     testdev: Option<bool>,
+    seccomp: Option<bool>,
 }
 
 /// The `[trace]` table.
@@ -100,6 +101,7 @@ struct FileTrace {
     dir: Spanned<String>,
     mode: Option<crate::trace::TraceMode>,
     ring_records: Option<Spanned<i64>>,
+    exits_max_records: Option<Spanned<i64>>,
 }
 
 /// Values given on the command line; each overrides the file.
@@ -129,6 +131,8 @@ pub struct Overrides {
     pub serial_log: Option<PathBuf>,
     /// `--testdev on|off`.
     pub testdev: Option<bool>,
+    /// `--no-seccomp` (`Some(false)`).
+    pub seccomp: Option<bool>,
 }
 
 /// A validated VM configuration.
@@ -163,6 +167,9 @@ pub struct VmConfig {
     /// Map the pc-testdev-compatible test device (kvm-unit-tests' harness device); `None`:
     /// only for kvm-unit-tests kernels, recognised by their image.
     pub testdev: Option<bool>,
+    /// Confine irqlab's threads with seccomp filters (see [`crate::sandbox`]); `false` for
+    /// debugging (`seccomp = false`, `--no-seccomp`).
+    pub seccomp: bool,
 }
 
 /// Where a config's input files were named (file:line:column or flag).
@@ -191,6 +198,7 @@ impl Default for VmConfig {
             modules: Vec::new(),
             origins: InputOrigins::default(),
             testdev: None,
+            seccomp: true,
         }
     }
 }
@@ -347,6 +355,9 @@ impl VmConfig {
         if let Some(t) = file.testdev {
             cfg.testdev = Some(t);
         }
+        if let Some(s) = file.seccomp {
+            cfg.seccomp = s;
+        }
         if let Some(b) = file.boot {
             cfg.boot = b;
         }
@@ -370,6 +381,20 @@ impl VmConfig {
                     })?
                 }
             };
+            let exits_max_records = match t.exits_max_records {
+                None => crate::trace::DEFAULT_EXITS_MAX_RECORDS,
+                Some(r) => {
+                    let span = r.span();
+                    u64::try_from(*r.get_ref()).map_err(|_| ConfigError::Invalid {
+                        origin: src.origin(span),
+                        key: "trace.exits_max_records",
+                        message: format!(
+                            "is {}; must be 0 (no limit) or a number of exits.jsonl lines",
+                            r.get_ref()
+                        ),
+                    })?
+                }
+            };
             let span = t.dir.span();
             let dir = t.dir.into_inner();
             if dir.is_empty() {
@@ -383,6 +408,7 @@ impl VmConfig {
                 dir: base.join(dir),
                 mode: t.mode.unwrap_or_default(),
                 ring_records,
+                exits_max_records,
             });
         }
         cfg.check_cmdline(src.origin(0..0))?;
@@ -457,6 +483,9 @@ impl VmConfig {
         if let Some(t) = o.testdev {
             self.testdev = Some(t);
         }
+        if let Some(s) = o.seccomp {
+            self.seccomp = s;
+        }
         if let Some(b) = o.boot {
             self.boot = b;
         }
@@ -465,10 +494,8 @@ impl VmConfig {
             self.origins.initrd = Some(Origin::Flag("--initrd"));
         }
         if let Some(dir) = &o.trace_dir {
-            let t = self.trace.get_or_insert(crate::trace::TraceConfig {
-                dir: dir.clone(),
-                mode: Default::default(),
-                ring_records: crate::trace::DEFAULT_RING_RECORDS,
+            let t = self.trace.get_or_insert_with(|| {
+                crate::trace::TraceConfig::new(dir.clone(), Default::default())
             });
             t.dir = dir.clone();
         }

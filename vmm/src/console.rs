@@ -137,16 +137,40 @@ impl ConsoleOut {
         Self::with_writer(stdout.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>))
     }
 
+    /// [`ConsoleOut::new`] whose `console` thread first runs `on_start` (the sandbox
+    /// installs the thread's seccomp filter there).
+    pub fn new_with_start(
+        stdout: bool,
+        on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> io::Result<Self> {
+        Self::spawn(
+            stdout.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
+            on_start,
+        )
+    }
+
     /// A console whose queued output goes to `out` (stdout in [`ConsoleOut::new`]; tests pass
     /// a stalled or failing writer).
     pub fn with_writer(out: Option<Box<dyn Write + Send>>) -> io::Result<Self> {
+        Self::spawn(out, None)
+    }
+
+    fn spawn(
+        out: Option<Box<dyn Write + Send>>,
+        on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> io::Result<Self> {
         let stdout = match out {
             Some(mut out) => {
                 let queue = Arc::new(Queue::default());
                 let q = queue.clone();
                 std::thread::Builder::new()
                     .name("console".into())
-                    .spawn(move || q.pump(&mut *out))?;
+                    .spawn(move || {
+                        if let Some(start) = on_start {
+                            start();
+                        }
+                        q.pump(&mut *out)
+                    })?;
                 Some(queue)
             }
             None => None,

@@ -13,6 +13,14 @@ pub fn detect_host_kind() -> HostKind {
     detect_host_kind_in(Path::new("/sys/module"))
 }
 
+/// [`detect_host_kind`], looked up once per process: later calls make no system call (a
+/// vCPU thread asks after a triple fault, under its seccomp filter, which allows no file
+/// access; the machine asks first, during setup).
+pub fn host_kind() -> HostKind {
+    static KIND: std::sync::OnceLock<HostKind> = std::sync::OnceLock::new();
+    *KIND.get_or_init(detect_host_kind)
+}
+
 /// [`detect_host_kind`] against another sysfs module directory (for tests).
 pub fn detect_host_kind_in(modules: &Path) -> HostKind {
     if modules.join("kvm_pvm").exists() {

@@ -17,6 +17,7 @@ use crate::interrupts::{KvmGsiLine, KvmInterrupts};
 use crate::loader::KernelImage;
 use crate::outcome::Outcome;
 use crate::pit_timer::PitTicker;
+use crate::sandbox::{RunFacts, Sandbox, SandboxError, SandboxScope, ThreadKind};
 use crate::stats::{ExitCounts, Mark};
 use crate::stop::{StopSignals, VcpuThreads};
 use crate::trace::ring::RingReader;
@@ -86,6 +87,9 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
+    /// The seccomp sandbox (exit code 69 without kernel support, else 70).
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
     /// A host facility the run loop needs (eventfd, timerfd, signalfd, threads).
     #[error("{what}: {source}")]
     Os {
@@ -105,11 +109,16 @@ impl SetupError {
             SetupError::Kernel(_) | SetupError::Initrd { .. } | SetupError::InitrdTooBig { .. } => {
                 code::KERNEL
             }
-            SetupError::Vm(_) | SetupError::Memory(_) => code::HOST,
+            SetupError::Vm(_)
+            | SetupError::Memory(_)
+            | SetupError::Sandbox(SandboxError::Unsupported(_)) => code::HOST,
             SetupError::SerialLog { .. }
             | SetupError::Trace(_)
             | SetupError::TraceTooBig { .. } => code::CONFIG,
-            SetupError::Boot(_) | SetupError::Devices(_) | SetupError::Os { .. } => code::INTERNAL,
+            SetupError::Boot(_)
+            | SetupError::Devices(_)
+            | SetupError::Sandbox(_)
+            | SetupError::Os { .. } => code::INTERNAL,
         }
     }
 }
@@ -130,6 +139,9 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// Feed the process's stdin to COM1 (see [`crate::stdin`]).
     pub feed_stdin: bool,
+    /// Which threads run under seccomp filters ([`crate::sandbox`]); `Off` whatever this
+    /// says when the config's `seccomp` is false.
+    pub sandbox: SandboxScope,
 }
 
 /// What a run produced.
@@ -240,6 +252,20 @@ struct StopWatcher {
     shared: Arc<Shared>,
     timer: Option<(TimerFd, Duration)>,
     signals: Option<OwnedFd>,
+    sandbox: Option<Arc<Sandbox>>,
+}
+
+/// How the sandbox ends the run, if it does: a forbidden system call (its SIGSYS handler
+/// wrote the wake-up eventfd), or a thread whose filter could not be installed.
+fn sandbox_outcome(sandbox: Option<&Sandbox>) -> Option<Outcome> {
+    let sandbox = sandbox?;
+    if let Some(v) = crate::sandbox::violation() {
+        return Some(Outcome::SandboxViolation {
+            thread: v.thread,
+            syscall: v.syscall,
+        });
+    }
+    sandbox.failure().map(Outcome::SandboxSetup)
 }
 
 impl MutEventSubscriber for StopWatcher {
@@ -257,6 +283,9 @@ impl MutEventSubscriber for StopWatcher {
         let fd = events.fd();
         if fd == self.shared.wake.as_raw_fd() {
             let _ = self.shared.wake.read();
+            if let Some(o) = sandbox_outcome(self.sandbox.as_deref()) {
+                self.shared.finish(o);
+            }
         } else if let Some((t, after)) = self.timer.as_mut().filter(|(t, _)| t.as_raw_fd() == fd) {
             let _ = t.wait();
             self.shared.finish(Outcome::Timeout(*after));
@@ -291,7 +320,7 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     let boot::Plan { kernel, entry, .. } = boot::load(&image, config.boot, &mem, mem_size)?;
 
     let kvm = vm::open_kvm()?;
-    let host_kind = host::detect_host_kind();
+    let host_kind = host::host_kind();
     let vm_fd = Arc::new(vm::create(&kvm, config.irqchip)?);
     vm::register_memory(&vm_fd, &mem)?;
 
@@ -417,15 +446,38 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         wake: EventFd::new(libc::EFD_NONBLOCK).map_err(os("eventfd"))?,
     });
     let capture = Arc::new(Mutex::new(Vec::new()));
-    let mut console = ConsoleOut::new(opts.console_stdout).map_err(os("console thread"))?;
+    let serial_log = match &config.serial_log {
+        Some(path) => {
+            Some(
+                std::fs::File::create(path).map_err(|source| SetupError::SerialLog {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    // The filters, built before the first thread that installs one exists.
+    let scope = if config.seccomp {
+        opts.sandbox
+    } else {
+        SandboxScope::Off
+    };
+    let sandbox = match scope {
+        SandboxScope::Off => None,
+        _ => Some(Sandbox::new(&RunFacts {
+            wake_fd: shared.wake.as_raw_fd(),
+            serial_log_fd: serial_log.as_ref().map(AsRawFd::as_raw_fd),
+            tracing: tracer.is_some(),
+        })?),
+    };
+    let hook = |kind| sandbox.as_ref().map(|s| s.hook(kind));
+    let mut console = ConsoleOut::new_with_start(opts.console_stdout, hook(ThreadKind::Console))
+        .map_err(os("console thread"))?;
     if opts.capture_console {
         console = console.with_capture(capture.clone());
     }
-    if let Some(path) = &config.serial_log {
-        let file = std::fs::File::create(path).map_err(|source| SetupError::SerialLog {
-            path: path.clone(),
-            source,
-        })?;
+    if let Some(file) = serial_log {
         console = console.with_file(file);
     }
     let kvm_irqs = Arc::new(KvmInterrupts::new(vm_fd.clone()));
@@ -489,8 +541,16 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
                 .unwrap_or_else(|| crate::loader::kvm_unit_tests::is_kvm_unit_test(&image.bytes)),
         },
     )?);
+    if let Some(start) = hook(ThreadKind::MsiSource) {
+        devices
+            .msi_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_thread_start(start);
+    }
     if opts.feed_stdin {
-        crate::stdin::spawn_feeder(devices.uart.clone()).map_err(os("stdin thread"))?;
+        crate::stdin::spawn_feeder(devices.uart.clone(), hook(ThreadKind::Stdin))
+            .map_err(os("stdin thread"))?;
     }
 
     let signal_fd = match &signals {
@@ -522,13 +582,22 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         move || shared.stop.store(true, Ordering::SeqCst)
     });
     for vcpu in vcpus {
-        let (devices, mem, ctl) = (
+        let (devices, mem, ctl, sandbox) = (
             devices.clone(),
             mem.clone(),
             shared.clone() as Arc<dyn StopControl>,
+            sandbox.clone(),
         );
         vcpu_threads
-            .spawn(&vm_fd, vcpu, move |vcpu| vcpu.run(devices, mem, ctl))
+            .spawn(&vm_fd, vcpu, move |vcpu| {
+                if let Some(s) = sandbox {
+                    if let Err(e) = s.enter(ThreadKind::Vcpu, vcpu.id) {
+                        ctl.finish(Outcome::SandboxSetup(e.to_string()));
+                        return;
+                    }
+                }
+                vcpu.run(devices, mem, ctl)
+            })
             .map_err(os("spawn vCPU thread"))?;
     }
 
@@ -545,17 +614,24 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     }
     if let Some(t) = &tracer {
         manager.add_subscriber(Arc::new(Mutex::new(
-            TraceDrain::new(t.clone(), mem.clone()).map_err(|e| SetupError::Os {
-                what: "trace drain timer",
-                source: e,
-            })?,
+            TraceDrain::with_thread_start(t.clone(), mem.clone(), hook(ThreadKind::TraceWriter))
+                .map_err(|e| SetupError::Os {
+                    what: "trace drain timer",
+                    source: e,
+                })?,
         )));
     }
     manager.add_subscriber(Arc::new(Mutex::new(StopWatcher {
         shared: shared.clone(),
         timer,
         signals: signal_fd,
+        sandbox: sandbox.clone(),
     })));
+    // Every thread of the run exists: the calling thread confines itself too, for the rest of
+    // its life (the CLI's case; see crate::sandbox).
+    if let Some(s) = sandbox.as_ref().filter(|_| scope == SandboxScope::Process) {
+        s.enter_or_report(ThreadKind::Main, 0);
+    }
     while !shared.stopping() {
         if let Err(e) = manager.run_with_timeout(100) {
             shared.finish(Outcome::VcpuFailed {
@@ -605,6 +681,14 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     // normal disposition (for the CLI, which blocked the signals itself, still blocked).
     if let Some(signo) = signals.as_ref().and_then(StopSignals::take_pending) {
         shared.signal(signo);
+    }
+    // A forbidden system call at any moment of the run decides how it ended, also one made
+    // while the vCPUs stopped or the trace was written (after the outcome was set).
+    if let Some(o) = sandbox_outcome(sandbox.as_deref()) {
+        *shared.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
+    }
+    if let Some(s) = &sandbox {
+        s.disarm();
     }
     let signal_after_end = shared
         .signal_after_end

@@ -29,6 +29,8 @@ pub mod code {
     /// The guest requested a reboot (i8042 reset pulse, port 0xcf9 / the FADT reset register,
     /// or a KVM reset system event). irqlab ends the run instead of restarting the guest.
     pub const REBOOT: u8 = 75;
+    /// A thread made a system call its seccomp filter does not allow (see `crate::sandbox`).
+    pub const SANDBOX: u8 = 76;
     /// Interrupted by SIGINT (128 + 2).
     pub const SIGINT: u8 = 130;
     /// Terminated by SIGTERM (128 + 15).
@@ -174,6 +176,15 @@ pub enum Outcome {
     Timeout(Duration),
     /// SIGINT or SIGTERM.
     Signal(i32),
+    /// A thread made a system call outside its seccomp allowlist (the first one trapped).
+    SandboxViolation {
+        /// The thread (`vcpu0`, `console`, `stdin`, `msi-source`, `main`).
+        thread: String,
+        /// The x86-64 system call number.
+        syscall: i64,
+    },
+    /// A thread's seccomp filter could not be installed.
+    SandboxSetup(String),
     /// A KVM call failed while running.
     VcpuFailed {
         /// Which vCPU.
@@ -196,7 +207,8 @@ impl Outcome {
             Outcome::Signal(libc::SIGINT) => code::SIGINT,
             Outcome::Signal(libc::SIGTERM) => code::SIGTERM,
             Outcome::Signal(s) => 128u8.saturating_add(*s as u8),
-            Outcome::VcpuFailed { .. } => code::INTERNAL,
+            Outcome::SandboxViolation { .. } => code::SANDBOX,
+            Outcome::VcpuFailed { .. } | Outcome::SandboxSetup(_) => code::INTERNAL,
         }
     }
 
@@ -233,6 +245,13 @@ impl Outcome {
             Outcome::Reboot { via } => format!("guest requested reboot ({via})"),
             Outcome::Timeout(d) => format!("watchdog: guest still running after {:.1} s (--timeout)", d.as_secs_f64()),
             Outcome::Signal(s) => format!("stopped by signal {s}; guest output flushed"),
+            Outcome::SandboxViolation { thread, syscall } => format!(
+                "sandbox violation: thread {thread} made system call {syscall}{}, which its seccomp filter does not allow (--no-seccomp turns the sandbox off)",
+                crate::sandbox::syscall_name(*syscall)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            Outcome::SandboxSetup(what) => format!("sandbox: {what}"),
             Outcome::VcpuFailed { vcpu, what } => format!("vCPU {vcpu} failed: {what}"),
         })
     }
@@ -263,6 +282,10 @@ mod tests {
             Outcome::Reboot { via: "x".into() },
             Outcome::Signal(libc::SIGINT),
             Outcome::Signal(libc::SIGTERM),
+            Outcome::SandboxViolation {
+                thread: "vcpu0".into(),
+                syscall: libc::SYS_getppid,
+            },
             Outcome::VcpuFailed {
                 vcpu: 0,
                 what: "x".into(),
@@ -276,6 +299,32 @@ mod tests {
         assert_eq!(Outcome::GuestExit { status: 0 }.exit_code(), 0);
         assert_eq!(Outcome::GuestExit { status: 5 }.exit_code(), 5);
         assert_eq!(Outcome::GuestExit { status: 500 }.exit_code(), 63);
+    }
+
+    #[test]
+    fn a_sandbox_violation_names_the_call_and_the_thread() {
+        let o = Outcome::SandboxViolation {
+            thread: "console".into(),
+            syscall: libc::SYS_socket,
+        };
+        assert_eq!(o.exit_code(), code::SANDBOX);
+        assert_eq!(
+            o.explain().unwrap(),
+            "sandbox violation: thread console made system call 41 (socket), which its seccomp \
+             filter does not allow (--no-seccomp turns the sandbox off)"
+        );
+        let unknown = Outcome::SandboxViolation {
+            thread: "vcpu3".into(),
+            syscall: 999,
+        };
+        assert!(unknown
+            .explain()
+            .unwrap()
+            .starts_with("sandbox violation: thread vcpu3 made system call 999, which"));
+        assert_eq!(
+            Outcome::SandboxSetup("x".into()).exit_code(),
+            code::INTERNAL
+        );
     }
 
     #[test]

@@ -54,11 +54,18 @@ impl Drop for RawMode {
 }
 
 /// Starts the feeder thread (detached: a read on stdin cannot be interrupted portably, and
-/// the thread only holds a reference to the UART).
-pub fn spawn_feeder(uart: Arc<Mutex<Uart<ConsoleOut>>>) -> std::io::Result<()> {
+/// the thread only holds a reference to the UART). It first runs `on_start` (the sandbox
+/// installs the thread's seccomp filter there).
+pub fn spawn_feeder(
+    uart: Arc<Mutex<Uart<ConsoleOut>>>,
+    on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
+            if let Some(start) = on_start {
+                start();
+            }
             let mut buf = [0u8; 256];
             loop {
                 // SAFETY: reading into a buffer of buf.len() bytes.

@@ -169,6 +169,7 @@ impl VcpuTrace {
             .as_ref()
             .and_then(|s| s.sample().ok())
             .unwrap_or_default();
+        tracer.stat_start(vcpu, &start);
         let lockstep = tracer.config.mode == TraceMode::Lockstep;
         VcpuTrace {
             tracer,
@@ -360,7 +361,7 @@ impl Vcpu {
                 ExitAction::Continue => continue,
                 ExitAction::Shutdown => {
                     let cpu = self.snapshot(mem);
-                    let host = crate::host::detect_host_kind();
+                    let host = crate::host::host_kind();
                     Outcome::TripleFault {
                         vcpu: self.id,
                         cpu: match discarded_at_shutdown(host, &cpu) {

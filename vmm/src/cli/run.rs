@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// kvm-unit-tests kernels only.
     #[arg(long, value_enum, value_name = "on|off")]
     testdev: Option<OnOff>,
+    /// Run without the seccomp sandbox (for debugging; config key `seccomp = false`).
+    #[arg(long)]
+    no_seccomp: bool,
     /// Print the guest memory the guest touched (for `irqlab bench boot`).
     #[arg(long, hide = true)]
     report_memory: bool,
@@ -116,6 +119,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         trace_dir: args.trace.clone(),
         initrd: args.initrd.clone(),
         testdev: args.testdev.map(|t| matches!(t, OnOff::On)),
+        seccomp: args.no_seccomp.then_some(false),
         boot: args.boot.map(Into::into),
         trace_mode: args.trace_mode.map(|m| match m {
             TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,
@@ -211,6 +215,7 @@ fn run_in(args: &RunArgs) -> Ending {
         capture_console: false,
         handle_signals: true,
         feed_stdin: true,
+        sandbox: irqlab::sandbox::SandboxScope::Process,
     };
     match machine::run(&cfg, &opts) {
         Ok(report) => {

@@ -52,12 +52,11 @@ impl KernelImage<'static> {
 
     fn read(path: &Path, cap: u64, of: &str) -> Result<Self, LoadError> {
         let limit = format!("{of} ({} MiB)", cap >> 20);
-        let bytes = crate::input::read_regular(path, cap, &limit).map_err(|source| {
-            LoadError::Read {
+        let bytes =
+            crate::input::read_regular(path, cap, &limit).map_err(|source| LoadError::Read {
                 name: path.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
         Ok(KernelImage {
             name: path.display().to_string(),
             bytes: bytes.into(),

@@ -4,7 +4,8 @@
 //! Three sources meet here:
 //! * **VMM events** with host TSC timestamps: a device raising its line ([`TracedLine`]),
 //!   the IO-APIC's routing decision and each `KVM_SIGNAL_MSI`/`KVM_IRQ_LINE` call and return
-//!   ([`TracedSink`]), and every userspace exit (written to `exits.jsonl` as it happens).
+//!   ([`TracedSink`]), and every userspace exit (written to `exits.jsonl` as it happens, up
+//!   to `exits_max_records`).
 //! * **Guest records** from the trace ring in guest memory (`irqlab_abi::trace`): vector,
 //!   CPU, TSC at handler entry and after the EOI. No exit per record; the event loop drains
 //!   the ring every 20 ms and once more at the end.
@@ -19,9 +20,18 @@
 //! microseconds from the first event at the `tsc_khz` KVM reports. The check
 //! `raise ≤ inject ≤ entry` is applied to every record and violations are counted in
 //! `summary.json`, never hidden.
+//!
+//! Memory does not grow with the run: producers append to small pending buffers (capped;
+//! what does not fit is counted in `dropped_events` / `lost_records`), and the `trace-writer`
+//! thread ([`stream`]) takes them every [`DRAIN_PERIOD`], correlates on a bounded window
+//! behind the present and writes `interrupts.jsonl` and `trace.json` as the run goes. The
+//! end-of-run summary, table and `latency.svg` come from streaming aggregates
+//! ([`hist::LatencyHist`], bucket counts).
 
+pub mod hist;
 pub mod output;
 pub mod ring;
+pub mod stream;
 pub mod summarize;
 pub mod svg;
 
@@ -33,7 +43,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// How per-interrupt costs are attributed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -65,18 +75,36 @@ pub struct TraceConfig {
     pub mode: TraceMode,
     /// Records in the guest ring.
     pub ring_records: u32,
+    /// Most lines in `exits.jsonl` (and exit instants in `trace.json`); later exits are
+    /// counted (`dropped_exit_records`), not written. 0: no limit.
+    pub exits_max_records: u64,
 }
 
-/// Most VMM events kept (a long run at a high interrupt rate stops collecting, visibly).
-pub const MAX_HOST_EVENTS: usize = 8 << 20;
-/// Most lockstep samples kept.
-pub const MAX_SAMPLES: usize = 256 << 10;
+impl TraceConfig {
+    /// Tracing into `dir` in `mode`, everything else at its default.
+    pub fn new(dir: PathBuf, mode: TraceMode) -> TraceConfig {
+        TraceConfig {
+            dir,
+            mode,
+            ring_records: DEFAULT_RING_RECORDS,
+            exits_max_records: DEFAULT_EXITS_MAX_RECORDS,
+        }
+    }
+}
 
-/// Exits kept in memory for the Chrome trace (exits.jsonl has all of them).
-pub const MAX_KEPT_EXITS: usize = 1 << 20;
+/// Most VMM events waiting for the trace writer (~18 MiB); more are counted as dropped. The
+/// writer takes them every [`DRAIN_PERIOD`], so this is only reached if it stalls.
+pub const MAX_PENDING_HOST_EVENTS: usize = 256 << 10;
+/// Most lockstep samples waiting for the trace writer.
+pub const MAX_PENDING_SAMPLES: usize = 16 << 10;
+/// Most exits waiting for the trace writer's `trace.json` instants.
+pub const MAX_PENDING_EXITS: usize = 64 << 10;
 
 /// Default ring size: 32 Ki records (1 MiB of guest memory).
 pub const DEFAULT_RING_RECORDS: u32 = 32 * 1024;
+
+/// Default cap on `exits.jsonl`: a million lines (~130 MB).
+pub const DEFAULT_EXITS_MAX_RECORDS: u64 = 1_000_000;
 
 /// Host TSC now.
 pub fn host_tsc() -> u64 {
@@ -84,9 +112,10 @@ pub fn host_tsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Where an interrupt came from, as the VMM sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-pub struct Source(pub String);
+/// Where an interrupt came from, as the VMM sees it (shared: an event's copy costs no
+/// allocation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source(pub Arc<str>);
 
 impl Source {
     /// The source behind IO-APIC `pin` (= GSI).
@@ -94,8 +123,13 @@ impl Source {
         match pin {
             irqlab_abi::ports::PIT_GSI => Source("pit".into()),
             irqlab_abi::ports::COM1_GSI => Source("uart".into()),
-            other => Source(format!("ioapic:pin{other}")),
+            other => Source(format!("ioapic:pin{other}").into()),
         }
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.0
     }
 }
 
@@ -157,7 +191,7 @@ pub struct TscOffset {
     pub uncertainty: u64,
 }
 
-/// Collects everything a traced run produces.
+/// Collects everything a traced run produces, for the trace writer ([`stream`]).
 pub struct Tracer {
     /// The configuration.
     pub config: TraceConfig,
@@ -167,18 +201,45 @@ pub struct Tracer {
     samples: Mutex<Vec<Sample>>,
     /// KVM statistics baseline and end per vCPU (for run totals).
     pub stat_totals: Mutex<Vec<StatSpan>>,
+    stat_starts: Mutex<Vec<(u8, Vec<u64>)>>,
     stat_names: OnceLock<Vec<StatDesc>>,
     offsets: Mutex<Vec<TscOffset>>,
     exits: Mutex<Option<BufWriter<File>>>,
     exit_seq: AtomicU64,
-    /// Exits kept for the Chrome trace (at most [`MAX_KEPT_EXITS`]).
-    kept_exits: Mutex<Vec<ExitRecord>>,
+    dropped_exits: AtomicU64,
+    /// Exits written to exits.jsonl and waiting for their `trace.json` instants.
+    chrome_exits: Mutex<Vec<ExitRecord>>,
     /// Host TSC when tracing started: time zero of every output.
     pub t0: u64,
-    /// Events and samples not kept because a cap was reached.
+    /// Events and samples not kept because a pending buffer was full.
     pub dropped: AtomicU64,
-    /// Guest records drained from the ring so far.
+    /// The guest ring and the records drained from it, not yet taken by the writer.
     pub ring: Mutex<ring::RingReader>,
+    /// `interrupts.jsonl` and `trace.json`, opened at set-up, until the writer takes them.
+    outputs: Mutex<Option<stream::Outputs>>,
+    /// The `trace-writer` thread, once started ([`TraceDrain`]).
+    writer: Mutex<Option<stream::WriterThread>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Appends `item` to a pending buffer unless it holds `cap` items; counts it in `dropped`
+/// otherwise.
+fn push_capped<T>(m: &Mutex<Vec<T>>, item: T, cap: usize, dropped: &AtomicU64) {
+    let mut v = lock(m);
+    if v.len() < cap {
+        v.push(item);
+    } else {
+        dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Swaps the pending buffer for `spare` (emptied first, its allocation reused).
+fn swap_out<T>(m: &Mutex<Vec<T>>, mut spare: Vec<T>) -> Vec<T> {
+    spare.clear();
+    std::mem::replace(&mut *lock(m), spare)
 }
 
 /// Tracing set-up errors (exit code 65: the directory is a user value).
@@ -193,7 +254,8 @@ pub struct TraceIoError {
 }
 
 impl Tracer {
-    /// Creates the output directory and `exits.jsonl`; the ring lives at `ring_addr`.
+    /// Creates the output directory, `exits.jsonl`, `interrupts.jsonl` and `trace.json`
+    /// (see [`stream::Outputs`]); the ring lives at `ring_addr`.
     pub fn new(
         config: TraceConfig,
         tsc_khz: u64,
@@ -205,20 +267,25 @@ impl Tracer {
         })?;
         let path = config.dir.join("exits.jsonl");
         let file = File::create(&path).map_err(|source| TraceIoError { path, source })?;
+        let outputs = stream::Outputs::create(&config.dir)?;
         Ok(Tracer {
             config,
             tsc_khz: tsc_khz.max(1),
             host: Mutex::new(Vec::new()),
             samples: Mutex::new(Vec::new()),
             stat_totals: Mutex::new(Vec::new()),
+            stat_starts: Mutex::new(Vec::new()),
             stat_names: OnceLock::new(),
             offsets: Mutex::new(Vec::new()),
             exits: Mutex::new(Some(BufWriter::new(file))),
             exit_seq: AtomicU64::new(0),
-            kept_exits: Mutex::new(Vec::new()),
+            dropped_exits: AtomicU64::new(0),
+            chrome_exits: Mutex::new(Vec::new()),
             t0: host_tsc(),
             dropped: AtomicU64::new(0),
             ring: Mutex::new(ring),
+            outputs: Mutex::new(Some(outputs)),
+            writer: Mutex::new(None),
         })
     }
 
@@ -227,22 +294,14 @@ impl Tracer {
         &self.config.dir
     }
 
-    /// Records a VMM event (at most [`MAX_HOST_EVENTS`]; later ones are counted).
+    /// Records a VMM event (while the writer's pending buffer has room; else counted).
     pub fn host_event(&self, e: HostEvent) {
-        let mut host = self.host.lock().unwrap_or_else(|p| p.into_inner());
-        if host.len() < MAX_HOST_EVENTS {
-            host.push(e);
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        push_capped(&self.host, e, MAX_PENDING_HOST_EVENTS, &self.dropped);
     }
 
     /// Records a vCPU's TSC offset.
     pub fn tsc_offset(&self, o: TscOffset) {
-        self.offsets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(o);
+        lock(&self.offsets).push(o);
     }
 
     /// Remembers the statistics layout (the first vCPU to open its stats sets it).
@@ -250,18 +309,30 @@ impl Tracer {
         let _ = self.stat_names.set(descs.to_vec());
     }
 
-    /// Records a doorbell sample.
-    pub fn sample(&self, s: Sample) {
-        self.samples
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(s);
+    /// Records a vCPU's KVM statistics before its first entry: the baseline of its first
+    /// lockstep delta (the writer needs it during the run; [`Tracer::stat_totals`] has it
+    /// only at the end).
+    pub fn stat_start(&self, vcpu: u8, values: &[u64]) {
+        if !values.is_empty() {
+            lock(&self.stat_starts).push((vcpu, values.to_vec()));
+        }
     }
 
-    /// Writes one userspace exit to `exits.jsonl`.
+    /// Records a doorbell sample.
+    pub fn sample(&self, s: Sample) {
+        push_capped(&self.samples, s, MAX_PENDING_SAMPLES, &self.dropped);
+    }
+
+    /// Writes one userspace exit to `exits.jsonl` (and queues its `trace.json` instant), or
+    /// counts it once `exits_max_records` lines were written.
     pub fn exit(&self, rec: &ExitRecord) {
         let seq = self.exit_seq.fetch_add(1, Ordering::Relaxed);
-        let mut w = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        let cap = self.config.exits_max_records;
+        if cap != 0 && seq >= cap {
+            self.dropped_exits.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut w = lock(&self.exits);
         if let Some(w) = w.as_mut() {
             let line = ExitLine {
                 seq,
@@ -279,10 +350,7 @@ impl Tracer {
             }
         }
         drop(w);
-        let mut kept = self.kept_exits.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < MAX_KEPT_EXITS {
-            kept.push(*rec);
-        }
+        push_capped(&self.chrome_exits, *rec, MAX_PENDING_EXITS, &self.dropped);
     }
 
     /// Host TSC as microseconds since tracing started.
@@ -292,71 +360,62 @@ impl Tracer {
 
     /// Flushes `exits.jsonl` (the event loop calls this every drain tick).
     pub fn flush(&self) {
-        if let Some(w) = self
-            .exits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        if let Some(w) = lock(&self.exits).as_mut() {
             let _ = w.flush();
         }
     }
 
-    /// Takes everything collected so far (for the outputs).
-    pub fn take(&self) -> Collected {
-        self.flush();
-        let (records, lost_records) = {
-            let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-            (std::mem::take(&mut ring.records), ring.lost)
-        };
-        Collected {
-            host: std::mem::take(&mut *self.host.lock().unwrap_or_else(|p| p.into_inner())),
-            samples: std::mem::take(&mut *self.samples.lock().unwrap_or_else(|p| p.into_inner())),
-            offsets: self
-                .offsets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            stat_names: self.stat_names.get().cloned().unwrap_or_default(),
-            stat_totals: std::mem::take(
-                &mut *self.stat_totals.lock().unwrap_or_else(|p| p.into_inner()),
-            ),
-            records,
-            lost_records,
-            exits: self.exit_seq.load(Ordering::Relaxed),
-            exit_records: std::mem::take(
-                &mut *self.kept_exits.lock().unwrap_or_else(|p| p.into_inner()),
-            ),
-            t0: self.t0,
-            dropped: self.dropped.load(Ordering::Relaxed),
+    /// Userspace exits seen, and how many of them were not written (the cap).
+    pub fn exit_counts(&self) -> (u64, u64) {
+        (
+            self.exit_seq.load(Ordering::Relaxed),
+            self.dropped_exits.load(Ordering::Relaxed),
+        )
+    }
+
+    /// KVM statistic names, once a vCPU opened its statistics.
+    pub fn stat_names(&self) -> &[StatDesc] {
+        self.stat_names.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The TSC offsets measured so far.
+    pub fn offsets(&self) -> Vec<TscOffset> {
+        lock(&self.offsets).clone()
+    }
+
+    /// The statistics baselines recorded so far.
+    pub fn stat_starts(&self) -> Vec<(u8, Vec<u64>)> {
+        lock(&self.stat_starts).clone()
+    }
+
+    /// Takes what the producers collected since the last call (each buffer swapped for the
+    /// matching `spare`, whose allocation is reused).
+    pub fn take_pending(&self, spare: Pending) -> Pending {
+        Pending {
+            host: swap_out(&self.host, spare.host),
+            samples: swap_out(&self.samples, spare.samples),
+            exits: swap_out(&self.chrome_exits, spare.exits),
+            records: lock(&self.ring).take(spare.records),
         }
+    }
+
+    /// The output files, for the writer (once).
+    fn take_outputs(&self) -> Option<stream::Outputs> {
+        lock(&self.outputs).take()
     }
 }
 
-/// Everything a run collected, handed to [`output::write_all`].
-pub struct Collected {
+/// What the producers collected since the writer last looked.
+#[derive(Debug, Default)]
+pub struct Pending {
     /// VMM events.
     pub host: Vec<HostEvent>,
     /// Doorbell samples.
     pub samples: Vec<Sample>,
-    /// TSC offsets.
-    pub offsets: Vec<TscOffset>,
-    /// KVM statistic names.
-    pub stat_names: Vec<StatDesc>,
-    /// Per-vCPU statistics at start and end.
-    pub stat_totals: Vec<StatSpan>,
+    /// Userspace exits (for `trace.json`).
+    pub exits: Vec<ExitRecord>,
     /// Guest records.
     pub records: Vec<irqlab_abi::trace::Record>,
-    /// Records the guest overwrote before the VMM read them.
-    pub lost_records: u64,
-    /// Userspace exits written to exits.jsonl.
-    pub exits: u64,
-    /// The exits kept in memory.
-    pub exit_records: Vec<ExitRecord>,
-    /// Time zero (host TSC).
-    pub t0: u64,
-    /// Events and samples not kept (caps reached).
-    pub dropped: u64,
 }
 
 /// One userspace exit, as the vCPU loop saw it.
@@ -508,23 +567,44 @@ impl MsiSink for TracedSink {
     }
 }
 
-/// Event-loop subscriber: drains the guest ring and flushes `exits.jsonl` every 20 ms.
+/// Event-loop subscriber: drains the guest ring and flushes `exits.jsonl` every 20 ms; it
+/// also starts the `trace-writer` thread ([`stream::WriterThread`]), which correlates and
+/// writes on its own thread so the event loop (PIT ticks) never waits for output.
 pub struct TraceDrain {
     tracer: Arc<Tracer>,
     mem: crate::memory::GuestMemory,
     timer: vmm_sys_util::timerfd::TimerFd,
 }
 
-/// How often the ring is drained.
+/// How often the ring is drained (and the writer takes what was collected).
 pub const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl TraceDrain {
-    /// A drain for `tracer` reading `mem`.
+    /// A drain for `tracer` reading `mem`, and the writer thread.
     pub fn new(tracer: Arc<Tracer>, mem: crate::memory::GuestMemory) -> std::io::Result<Self> {
+        Self::with_thread_start(tracer, mem, None)
+    }
+
+    /// As [`TraceDrain::new`]; the `trace-writer` thread runs `on_start` first (for a seccomp
+    /// filter: it writes `interrupts.jsonl`/`trace.json`, sleeps on a futex, and at the end
+    /// — when an output is not a regular file — reads its spool file back (`lseek`, `read`)
+    /// and opens the output for writing).
+    pub fn with_thread_start(
+        tracer: Arc<Tracer>,
+        mem: crate::memory::GuestMemory,
+        on_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> std::io::Result<Self> {
         let mut timer = vmm_sys_util::timerfd::TimerFd::new().map_err(std::io::Error::from)?;
         timer
             .reset(DRAIN_PERIOD, Some(DRAIN_PERIOD))
             .map_err(std::io::Error::from)?;
+        let mut writer = lock(&tracer.writer);
+        if writer.is_none() {
+            if let Some(outputs) = tracer.take_outputs() {
+                *writer = Some(stream::WriterThread::spawn(&tracer, outputs, on_start)?);
+            }
+        }
+        drop(writer);
         Ok(TraceDrain { tracer, mem, timer })
     }
 }
@@ -540,11 +620,7 @@ impl event_manager::MutEventSubscriber for TraceDrain {
 
     fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
         let _ = self.timer.wait();
-        self.tracer
-            .ring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(&self.mem);
+        lock(&self.tracer.ring).drain(&self.mem);
         self.tracer.flush();
     }
 }

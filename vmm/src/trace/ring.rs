@@ -5,8 +5,9 @@ use irqlab_abi::trace::{self as abi, Record, RingHeader};
 use std::mem::size_of;
 use vm_memory::{Bytes, GuestAddress};
 
-/// Most records kept (128 MiB); later ones are counted as lost.
-pub const MAX_RECORDS: usize = 4 << 20;
+/// Most records waiting for the trace writer (8 MiB); more are counted as lost. The writer
+/// takes them every [`super::DRAIN_PERIOD`], so this is only reached if it stalls.
+pub const MAX_RECORDS: usize = 256 << 10;
 
 /// Reads records out of the ring as the guest writes them.
 #[derive(Debug, Default)]
@@ -14,7 +15,8 @@ pub struct RingReader {
     addr: u64,
     capacity: u64,
     next: u64,
-    /// Complete records, in sequence order.
+    /// Complete records drained and not yet taken by the trace writer ([`RingReader::take`]),
+    /// in sequence order.
     pub records: Vec<Record>,
     /// Records overwritten before they were read (the ring was lapped) or torn.
     pub lost: u64,
@@ -56,6 +58,14 @@ impl RingReader {
             records: Vec::new(),
             lost: 0,
         })
+    }
+
+    /// The records drained since the last call, leaving `spare` (emptied) in their place so
+    /// its allocation is reused.
+    pub fn take(&mut self, spare: Vec<Record>) -> Vec<Record> {
+        let mut spare = spare;
+        spare.clear();
+        std::mem::replace(&mut self.records, spare)
     }
 
     /// Copies every record the guest completed since the last call.

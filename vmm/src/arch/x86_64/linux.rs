@@ -2,9 +2,9 @@
 //! its own GDT layout (`__BOOT_CS` = 0x10, `__BOOT_DS` = 0x18), the zero page written by
 //! linux-loader's `LinuxBootConfigurator`, and long-mode registers with RSI = the zero page.
 
-use crate::loader::linux::{BOOT_FLAG, HDRS};
 use super::gdt::kvm_segment_in;
 use super::BootError;
+use crate::loader::linux::{BOOT_FLAG, HDRS};
 use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, CMDLINE};
 use irqlab_x86::segment::{self, Ring};
 use kvm_bindings::kvm_regs;

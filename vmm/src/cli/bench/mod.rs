@@ -63,10 +63,20 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn quiet_run(cfg: &VmConfig) -> anyhow::Result<RunReport> {
+    quiet_run_with(cfg, irqlab::sandbox::SandboxScope::Off)
+}
+
+/// [`quiet_run`] with the run's own threads under the seccomp sandbox or not (this thread
+/// stays unconfined either way: it runs more guests).
+fn quiet_run_with(
+    cfg: &VmConfig,
+    sandbox: irqlab::sandbox::SandboxScope,
+) -> anyhow::Result<RunReport> {
     let report = machine::run(
         cfg,
         &RunOptions {
             capture_console: true,
+            sandbox,
             ..Default::default()
         },
     )?;

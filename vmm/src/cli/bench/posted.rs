@@ -1,6 +1,6 @@
 //! `irqlab bench posted`: posted-interrupt notification vs one MSI per event.
 
-use super::{quiet_run, result, window};
+use super::{number_before, quiet_run, result, window};
 use clap::Args;
 use irqlab::config::VmConfig;
 use std::time::Duration;
@@ -29,12 +29,13 @@ pub(super) fn posted(a: &PostedArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("irqlab-bench-posted-{}", std::process::id()));
     println!("posted-interrupt notification vs direct MSIs (ring-mode trace: notification latency; per event: all KVM exits of the run / userspace exits between the guest's marks, KVM halt exits, KVM interrupt injections)");
     println!(
-        "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10} {:>15} {:>8} {:>8} {:>9} {:>9}",
+        "{:>5} {:>8} {:<7} {:>7} {:>9} {:>9} {:>8} {:>10} {:>15} {:>8} {:>8} {:>9} {:>9}",
         "vcpus",
         "rate",
         "mode",
         "events",
         "processed",
+        "events/s",
         "MSIs",
         "MSIs/event",
         "exits/ev kvm/us",
@@ -56,11 +57,10 @@ pub(super) fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                     cmdline: format!("run=posted mode={mode} count={count} rate={rate} cpu={cpu}"),
                     vcpus,
                     timeout: Some(Duration::from_secs(60)),
-                    trace: Some(irqlab::trace::TraceConfig {
-                        dir: dir.join(format!("{vcpus}-{rate}-{mode}")),
-                        mode: irqlab::trace::TraceMode::Ring,
-                        ring_records: irqlab::trace::DEFAULT_RING_RECORDS,
-                    }),
+                    trace: Some(irqlab::trace::TraceConfig::new(
+                        dir.join(format!("{vcpus}-{rate}-{mode}")),
+                        irqlab::trace::TraceMode::Ring,
+                    )),
                     ..VmConfig::default()
                 };
                 let r = quiet_run(&cfg)?;
@@ -79,6 +79,8 @@ pub(super) fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                 };
                 let processed = first(d).unwrap_or(0);
                 let msis = d.split("; ").nth(1).and_then(first).unwrap_or(0);
+                // The guest's measured event rate (not its vector dispatches per second).
+                let events_per_s = number_before(d, " events/s").unwrap_or(f64::NAN);
                 let user = window(&console, name, &r.marks).map_or(0, |(_, e)| e.total());
                 // KVM's own counts (every exit, in-kernel ones too) over the whole run, by reason.
                 let kvm = |stat: &str| {
@@ -107,7 +109,7 @@ pub(super) fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                     p50,
                 });
                 println!(
-                    "{:>5} {:>8} {:<7} {:>7} {:>9} {:>8} {:>10.3} {:>15} {:>8.3} {:>8.3} {:>9.1} {:>9.1}",
+                    "{:>5} {:>8} {:<7} {:>7} {:>9} {:>9.0} {:>8} {:>10.3} {:>15} {:>8.3} {:>8.3} {:>9.1} {:>9.1}",
                     vcpus,
                     if rate == 0 {
                         "max".to_string()
@@ -117,6 +119,7 @@ pub(super) fn posted(a: &PostedArgs) -> anyhow::Result<()> {
                     mode,
                     count,
                     processed,
+                    events_per_s,
                     msis,
                     msis as f64 / count as f64,
                     format!("{:.3}/{:.3}", kvm("exits"), user as f64 / count as f64),
