@@ -662,6 +662,13 @@ fn inspect_tells_how_an_image_would_boot() {
         out.contains("entry:    native: long mode at 0x100"),
         "{out}"
     );
+    // `builtin` names the embedded guest, as for `run --kernel builtin`.
+    let (code, builtin, err) = run(&["inspect", "builtin"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        builtin.contains("entry:    native: long mode at 0x100"),
+        "{builtin}"
+    );
     let (code, out, _) = run(&["inspect", g, "--boot", "pvh"]);
     assert_eq!(code, 0);
     assert!(

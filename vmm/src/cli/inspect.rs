@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Kernel image (ELF64, PVH ELF, Multiboot ELF32/a.out, Linux bzImage or vmlinux).
+    /// Kernel image (ELF64, PVH ELF, Multiboot ELF32/a.out, Linux bzImage or vmlinux), or
+    /// `builtin` for the embedded guest.
     kernel: PathBuf,
     /// Boot protocol to check the image against.
     #[arg(long, value_enum, default_value = "auto")]
@@ -26,9 +27,14 @@ pub fn inspect(a: InspectArgs) -> u8 {
         c
     };
     let mem_size = a.mem_mib << 20;
-    let image = match KernelImage::from_file_within(&a.kernel, mem_size) {
-        Ok(i) => i,
-        Err(e) => return fail(&e, code::KERNEL),
+    // "builtin" names the embedded guest, as `run --kernel builtin` does.
+    let image = if a.kernel.as_os_str() == "builtin" {
+        KernelImage::builtin()
+    } else {
+        match KernelImage::from_file_within(&a.kernel, mem_size) {
+            Ok(i) => i,
+            Err(e) => return fail(&e, code::KERNEL),
+        }
     };
     let mem = match irqlab::memory::create(mem_size) {
         Ok(m) => m,
