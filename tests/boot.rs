@@ -90,8 +90,8 @@ fn serial_log_receives_the_console() {
     }
     let dir = scratch("serial-log");
     let log = dir.join("serial.txt");
-    let (code, out, _) = run(&["run", "--serial-log", log.to_str().unwrap()]);
-    assert_eq!(code, 0);
+    let (code, out, err) = run(&["run", "--serial-log", log.to_str().unwrap()]);
+    assert_guest_ok(code, &out, &err);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert_eq!(logged.replace('\r', ""), out.replace('\r', ""));
     assert!(logged.contains("SUMMARY"));
