@@ -7,21 +7,6 @@ mod common;
 use common::*;
 use irqlab::outcome::code;
 
-/// A bzImage header with nothing behind it: protocol `version`, `xloadflags`, and the
-/// kernel's command-line limit (as in tests/formats.rs).
-fn fake_bzimage(version: u16, xloadflags: u16, cmdline_size: u32) -> Vec<u8> {
-    let mut b = vec![0u8; 0x2000];
-    b[0x1f1] = 1; // setup_sects
-    b[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
-    b[0x202..0x206].copy_from_slice(b"HdrS");
-    b[0x206..0x208].copy_from_slice(&version.to_le_bytes());
-    b[0x211] = 1; // loadflags: LOADED_HIGH
-    b[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes()); // code32_start
-    b[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
-    b[0x238..0x23c].copy_from_slice(&cmdline_size.to_le_bytes());
-    b
-}
-
 /// A fake bzImage laid out like Debian's 6.1 kernel: relocatable, 2 MiB `kernel_alignment`,
 /// `pref_address` 16 MiB, `init_size` 0x3378000 — it needs 68 MiB of guest memory.
 fn debian_like_bzimage() -> Vec<u8> {

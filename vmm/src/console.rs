@@ -52,10 +52,11 @@ impl Queue {
             return;
         }
         let room = QUEUE_BYTES.saturating_sub(s.bytes.len());
-        let (take, drop) = buf.split_at(buf.len().min(room));
-        s.bytes.extend(take);
-        self.dropped.fetch_add(drop.len() as u64, Ordering::Relaxed);
-        drop_guard(s);
+        let (taken, refused) = buf.split_at(buf.len().min(room));
+        s.bytes.extend(taken);
+        self.dropped
+            .fetch_add(refused.len() as u64, Ordering::Relaxed);
+        drop(s);
         self.changed.notify_all();
     }
 
@@ -83,7 +84,7 @@ impl Queue {
                 s.bytes.clear();
                 self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
             }
-            drop_guard(s);
+            drop(s);
             self.changed.notify_all();
         }
     }
@@ -118,9 +119,6 @@ impl Queue {
         self.changed.notify_all();
     }
 }
-
-/// Ends a borrow of the queue state explicitly (before notifying).
-fn drop_guard<T>(_guard: T) {}
 
 /// The console output stream handed to the UART.
 #[derive(Default)]
