@@ -476,8 +476,9 @@ fn a_debian_vmlinux_boots_through_pvh_with_the_kernel_irqchip() {
         return;
     }
     if let Some(k) = debian_kernel() {
-        // PVH gets irqlab's memory map: boot structures below 1 MiB reserved, RAM from the
-        // kernel's 16 MiB load address. This run uses KVM's in-kernel IO-APIC, which the same
+        // PVH gets irqlab's memory map: boot structures reserved, conventional memory between
+        // them and the MP table usable (Linux's real-mode trampoline goes there), RAM from
+        // the kernel's 16 MiB load address. This run uses KVM's in-kernel IO-APIC, which the same
         // ACPI tables describe.
         for irqchip in irqchips("kernel") {
             linux_boots_and_shows_its_log(LinuxRun {
@@ -485,7 +486,7 @@ fn a_debian_vmlinux_boots_through_pvh_with_the_kernel_irqchip() {
                 boot: "pvh",
                 irqchip,
                 timeout: "120",
-                memory_map: "BIOS-e820: [mem 0x0000000000001000-0x00000000000fffff] reserved",
+                memory_map: "BIOS-e820: [mem 0x000000000000a000-0x000000000009fbff] usable",
             });
         }
     }

@@ -234,8 +234,7 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                 )?),
                 None => None,
             };
-            let start_info =
-                pvh::write(cx.mem, &boot_info::mem_map(facts), &cmdline, rsdp, initrd)?;
+            let start_info = pvh::write(cx.mem, &pvh_mem_map(facts), &cmdline, rsdp, initrd)?;
             regs::set_protected_mode(cx.vcpu, 0, at, 0, start_info)?;
         }
         Entry::Multiboot => enter_multiboot(cx)?,
@@ -286,6 +285,36 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
 fn platform_tables(mem: &GuestMemory, vcpus: u8) -> Result<u64, BootError> {
     mptable::write(mem, vcpus)?;
     acpi::write(mem, vcpus)
+}
+
+/// The memory map a PVH kernel gets: irqlab's, except that conventional memory between
+/// irqlab's boot structures (GDT, start info, command line, page tables: 0x1000..0xa000) and
+/// the MP table / EBDA (0x9fc00) is RAM. A kernel needs RAM below 1 MiB for its real-mode
+/// trampoline: Linux through PVH panicked ("Real mode trampoline was not allocated") when all
+/// of it was reserved.
+fn pvh_mem_map(facts: &boot_info::BootFacts) -> Vec<irqlab_abi::boot_info::MemMapEntry> {
+    use irqlab_abi::boot_info::{MemMapEntry, MEM_BOOT, MEM_RAM};
+    let low_ram = (irqlab_abi::layout::PAGE_TABLES_END, mptable::MPTABLE_START);
+    let entry = |addr: u64, end: u64, kind| MemMapEntry {
+        addr,
+        size: end - addr,
+        kind,
+        reserved: 0,
+    };
+    boot_info::mem_map(facts)
+        .into_iter()
+        .flat_map(|e| {
+            if e.kind == MEM_BOOT && e.addr < low_ram.0 && e.addr + e.size >= 1 << 20 {
+                vec![
+                    entry(e.addr, low_ram.0, MEM_BOOT),
+                    entry(low_ram.0, low_ram.1, MEM_RAM),
+                    entry(low_ram.1, e.addr + e.size, MEM_BOOT),
+                ]
+            } else {
+                vec![e]
+            }
+        })
+        .collect()
 }
 
 /// Guest RAM below the regions shared with the VMM (trace ring, posted descriptors).
