@@ -273,6 +273,9 @@ pub struct IoApic {
     /// Raw pin levels as driven by the devices (before polarity).
     levels: [bool; NUM_PINS],
     stats: [PinStats; NUM_PINS],
+    /// The message each level pin was last delivered with, while it awaits its EOI (Remote
+    /// IRR set): see [`IoApic::routes`].
+    in_service: [Option<MsiMessage>; NUM_PINS],
     bad_accesses: u64,
     msi: Arc<dyn MsiSink>,
 }
@@ -287,6 +290,7 @@ impl IoApic {
             entries: [RedirectionEntry(ENTRY_RESET); NUM_PINS],
             levels: [false; NUM_PINS],
             stats: [PinStats::default(); NUM_PINS],
+            in_service: [None; NUM_PINS],
             bad_accesses: 0,
             msi,
         }
@@ -307,13 +311,22 @@ impl IoApic {
         self.bad_accesses
     }
 
-    /// Every pin's route.
+    /// Every pin's route: its current message, except for a level pin awaiting its EOI
+    /// (Remote IRR set), whose route stays the message it was delivered with until that EOI.
+    ///
+    /// A guest may retarget a level pin from inside its handler (kvm-unit-tests' ioapic
+    /// "Reconfigure self" does); the EOI then comes from the old destination. With a split
+    /// irqchip KVM exits to userspace on the EOI of a vector only for the vCPUs its routes
+    /// name, and before Linux 6.2 (commit fceb3a36c29a) it does not look at vectors still in
+    /// service elsewhere: publishing the new destination at once loses that EOI, and Remote
+    /// IRR stays set for ever.
     pub fn routes(&self) -> Vec<PinRoute> {
         self.entries
             .iter()
             .enumerate()
             .filter_map(|(pin, e)| {
-                e.msi().map(|msi| PinRoute {
+                let in_service = self.in_service[pin].filter(|_| e.remote_irr());
+                in_service.or_else(|| e.msi()).map(|msi| PinRoute {
                     pin: pin as u32,
                     msi,
                     level: e.trigger() == TriggerMode::Level,
@@ -354,6 +367,14 @@ impl IoApic {
             if e.vector() == vector && e.trigger() == TriggerMode::Level && e.remote_irr() {
                 self.entries[pin].0 &= !REMOTE_IRR;
                 self.stats[pin].eois += 1;
+                // Retargeted while in service: KVM learns the new route before the pin is
+                // delivered along it (and its EOI must exit there).
+                if self.in_service[pin]
+                    .take()
+                    .is_some_and(|m| Some(m) != e.msi())
+                {
+                    self.msi.routes_changed(&self.routes());
+                }
                 if self.line_asserted(pin) && !e.masked() {
                     self.stats[pin].redelivered_at_eoi += 1;
                 }
@@ -376,6 +397,7 @@ impl IoApic {
             && self.deliver(pin)
         {
             self.entries[pin].0 |= REMOTE_IRR;
+            self.in_service[pin] = e.msi();
         }
     }
 
@@ -443,6 +465,7 @@ impl IoApic {
                 // Remote IRR has no meaning for edge pins; switching to edge clears it.
                 if new & TRIGGER_LEVEL == 0 {
                     new &= !REMOTE_IRR;
+                    self.in_service[pin] = None;
                 }
                 self.entries[pin] = RedirectionEntry(new);
                 // Unmasking (or re-polarising) an asserted level pin delivers it now.
@@ -744,6 +767,42 @@ mod tests {
         io.set_irq(0, true);
         assert_eq!(io.stats(0).unwrap().undelivered, 1);
         assert_eq!(io.stats(0).unwrap().delivered, 0);
+    }
+
+    #[test]
+    fn a_level_pin_retargeted_in_service_keeps_its_route_until_the_eoi() {
+        let (sink, mut io) = setup();
+        let last_route = |sink: &Sink, pin: u32| {
+            let routes = sink.routes.lock().unwrap();
+            *routes
+                .last()
+                .unwrap()
+                .iter()
+                .find(|r| r.pin == pin)
+                .unwrap()
+        };
+        let dest = |m: MsiMessage| (m.address >> 12) & 0xff;
+        program(&mut io, 13, (1 << 15) | 0x64); // level, vector 0x64, APIC 0
+        io.set_irq(13, true);
+        assert!(io.entry(13).unwrap().remote_irr());
+        // The handler moves the pin to APIC 1 (high dword only) before its EOI.
+        write_reg(&mut io, IOREDTBL_BASE + 2 * 13 + 1, 1 << 24);
+        assert_eq!(io.entry(13).unwrap().destination(), 1);
+        assert_eq!(dest(last_route(&sink, 13).msi), 0, "route of the delivery");
+        let published = sink.routes.lock().unwrap().len();
+        // The line is still asserted at the EOI: the new route is published, then the pin
+        // is delivered along it.
+        io.end_of_interrupt(0x64);
+        assert_eq!(sink.routes.lock().unwrap().len(), published + 1);
+        assert_eq!(dest(last_route(&sink, 13).msi), 1);
+        let sent = sent(&sink);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(dest(sent[1]), 1);
+        assert!(io.entry(13).unwrap().remote_irr());
+        // Not retargeted again: the next EOI publishes nothing.
+        io.set_irq(13, false);
+        io.end_of_interrupt(0x64);
+        assert_eq!(sink.routes.lock().unwrap().len(), published + 1);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const CR0_PG: u64 = 1 << 31;
 pub const CR4_PAE: u64 = 1 << 5;
 /// CR4.OSFXSR.
 pub const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXSAVE: XSAVE and XSETBV/XGETBV enabled.
+pub const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// Reads an MSR.
 pub fn rdmsr(msr: u32) -> u64 {
@@ -82,6 +84,37 @@ pub fn cr4() -> u64 {
     // SAFETY: reading CR4 has no side effects.
     unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
+}
+
+/// Loads CR4.
+///
+/// # Safety
+/// The new value must keep paging (PAE) and everything the running kernel relies on.
+pub unsafe fn set_cr4(v: u64) {
+    // SAFETY: the caller vouches for the value.
+    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// XCR0 (`xgetbv` with ECX = 0; needs CR4.OSXSAVE).
+pub fn xcr0() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: xgetbv reads XCR0; the callers set CR4.OSXSAVE first.
+    unsafe {
+        asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes XCR0 (`xsetbv`; needs CR4.OSXSAVE).
+///
+/// # Safety
+/// The value must be one the CPU supports (CPUID.(0xD,0)), with x87 set, and must keep every
+/// state component the kernel's code uses.
+pub unsafe fn set_xcr0(v: u64) {
+    // SAFETY: the caller vouches for the value.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Time-stamp counter (not serialising).
