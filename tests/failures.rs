@@ -259,8 +259,34 @@ fn guest_reboot_requests_end_the_run_with_their_own_exit_code() {
 /// Runs irqlab with `args`, failing the test (and killing irqlab) if it has not ended within
 /// ten seconds: for inputs that used to block forever.
 fn run_with_deadline(args: &[&str]) -> (i32, String) {
+    wait_with_deadline(irqlab(), args)
+}
+
+/// As [`run_with_deadline`], with irqlab's address space limited to 1 GiB: for inputs that
+/// used to be read without end (/dev/zero), so that irqlab without the fix fails (its
+/// allocation does) instead of taking the machine's memory.
+fn run_with_deadline_and_memory_cap(args: &[&str]) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = irqlab();
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    wait_with_deadline(cmd, args)
+}
+
+fn wait_with_deadline(mut cmd: std::process::Command, args: &[&str]) -> (i32, String) {
     use std::io::Read;
-    let mut child = irqlab()
+    let mut child = cmd
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -576,5 +602,131 @@ fn a_stalled_console_reader_never_holds_up_the_guest_the_watchdog_or_signals() {
         let on_pvm = irqlab::host::detect_host_kind() == irqlab_abi::boot_info::HostKind::Pvm;
         assert!(dropped || !on_pvm, "{stop}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// `--serial-log` must name a regular file or a new one. A FIFO with no reader used to block
+/// irqlab in open(2) forever; one with a reader, a device or a directory was opened and
+/// written. Each is now a config error naming the path, before anything is written to it.
+#[test]
+fn serial_log_that_is_not_a_regular_file() {
+    let dir = scratch("serial-log-not-regular");
+    let fifo = dir.join("serial.fifo");
+    mkfifo(&fifo);
+    let link = dir.join("serial.link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let (fifo, link, d) = (
+        fifo.to_str().unwrap(),
+        link.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    );
+    let is_fifo = "is a FIFO (named pipe), not a regular file";
+    let check = |log: &str, what: &str| {
+        let (code, err) = run_with_deadline(&["run", "--cmdline", "run=none", "--serial-log", log]);
+        assert_eq!(code, i32::from(code::CONFIG), "{log}: {err}");
+        assert_one_line_error(&err, &format!("{log}: cannot create serial log: {what}"));
+    };
+    // No reader: used to block forever.
+    check(fifo, is_fifo);
+    check(link, is_fifo);
+    check("/dev/null", "is a character device, not a regular file");
+    check(d, "is a directory, not a regular file");
+    // With a reader: used to be opened and written; now refused and left untouched.
+    let reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .unwrap()
+    };
+    check(fifo, is_fifo);
+    // Anything written would still be in the pipe (its reader is open); end of file with no
+    // writer left means nothing was.
+    let mut buf = [0u8; 1];
+    let read = std::io::Read::read(&mut &reader, &mut buf);
+    assert!(
+        matches!(read, Ok(0)),
+        "irqlab wrote into the FIFO: {read:?}"
+    );
+    // The same through the config key, relative to the config file.
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        "serial_log = \"serial.fifo\"\ncmdline = \"run=none\"\n",
+    )
+    .unwrap();
+    let (code, err) = run_with_deadline(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    assert_one_line_error(
+        &err,
+        &format!("{fifo}: cannot create serial log: {is_fifo}"),
+    );
+    // A regular file is still truncated and written.
+    if kvm_or_skip("serial_log_that_is_not_a_regular_file (regular file)") {
+        let log = dir.join("serial.txt");
+        std::fs::write(&log, "x".repeat(100_000)).unwrap();
+        let (code, out, err) = run(&[
+            "run",
+            "--cmdline",
+            "run=none",
+            "--serial-log",
+            log.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(!logged.contains("xxxx"), "not truncated: {logged}");
+        assert_eq!(logged.replace('\r', ""), out.replace('\r', ""));
+    }
+}
+
+/// A minimal summary.json as irqlab writes it (no sources).
+const EMPTY_SUMMARY: &str = r#"{"mode":"ring","tsc_khz":1,"sources":{},"records":0,
+"lost_records":0,"dropped_events":0,"order_violations":0,"order_ok_ratio":1.0,
+"userspace_exits":0,"kvm_totals":{},"kvm_attributed":{},"doorbell_exits":0,
+"kvm_after_last_doorbell":{},"tsc_offset_uncertainty":0}"#;
+
+/// `irqlab trace summarize`/`diff` read summary.json as a regular file of at most 64 MiB. A
+/// FIFO used to block them in open(2) forever, a link to /dev/zero to read without end; each
+/// is now a one-line config error naming the file, at once.
+#[test]
+fn trace_summary_that_is_not_a_regular_file_or_too_large() {
+    let dir = scratch("trace-summary-not-regular");
+    let mk = |name: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let good = mk("good");
+    std::fs::write(good.join("summary.json"), EMPTY_SUMMARY).unwrap();
+    let fifo = mk("fifo");
+    mkfifo(&fifo.join("summary.json"));
+    let zero = mk("zero");
+    std::os::unix::fs::symlink("/dev/zero", zero.join("summary.json")).unwrap();
+    let huge = mk("huge");
+    // Sparse: 65 MiB of zeros that take no disk space.
+    std::fs::File::create(huge.join("summary.json"))
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let [good, fifo, zero, huge] = [&good, &fifo, &zero, &huge].map(|d| d.to_str().unwrap());
+    let (code, err) = run_with_deadline(&["trace", "summarize", good]);
+    assert_eq!(code, 0, "{err}");
+    let fifo_err = format!("{fifo}/summary.json: is a FIFO (named pipe), not a regular file");
+    let zero_err = format!("{zero}/summary.json: is a character device, not a regular file");
+    let huge_err = format!(
+        "{huge}/summary.json: its size (65.0 MiB) is more than 64 MiB (the cap on a trace summary)"
+    );
+    for (args, needle) in [
+        (vec!["trace", "summarize", fifo], &fifo_err),
+        (vec!["trace", "summarize", zero], &zero_err),
+        (vec!["trace", "summarize", huge], &huge_err),
+        (vec!["trace", "diff", good, fifo], &fifo_err),
+        (vec!["trace", "diff", zero, good], &zero_err),
+        (vec!["trace", "diff", good, huge], &huge_err),
+    ] {
+        let (code, err) = run_with_deadline_and_memory_cap(&args);
+        assert_eq!(code, i32::from(code::CONFIG), "{args:?}: {err}");
+        assert_one_line_error(&err, needle);
     }
 }

@@ -1,10 +1,11 @@
-//! SIGINT and SIGTERM at any moment end `irqlab run` with 130/143, one `irqlab:` line, the
-//! terminal as it was, and a complete trace — with stdin a pseudo-terminal (also the
-//! controlling terminal, so Ctrl-C typed into it is tested too), a pipe held open, or
+//! SIGHUP, SIGINT, SIGQUIT and SIGTERM at any moment end `irqlab run` with 128 + the signal's
+//! number (129/130/131/143), one `irqlab:` line naming it, the terminal as it was, and a
+//! complete trace — with stdin a pseudo-terminal (also the controlling terminal, so Ctrl-C and
+//! Ctrl-\ typed into it, and the terminal hanging up, are tested too), a pipe held open, or
 //! /dev/null.
 //!
 //! The moments are found by observation, never by timing: "setup" is as soon as
-//! /proc/PID/status shows SIGINT and SIGTERM blocked (the first thing `irqlab run` does);
+//! /proc/PID/status shows the four signals blocked (the first thing `irqlab run` does);
 //! "run" is after the guest's banner line; "trace writing" is while irqlab is writing
 //! `interrupts.jsonl` into a FIFO the test has shrunk to one page and does not read until the
 //! signal is sent, so irqlab cannot get past it before the signal is pending.
@@ -97,20 +98,34 @@ enum Input {
 
 #[derive(Clone, Copy, Debug)]
 enum Send {
+    Hup,
     Int,
+    Quit,
     Term,
     /// Ctrl-C typed into the terminal: the line discipline sends SIGINT.
     CtrlC,
+    /// Ctrl-\ typed into the terminal: the line discipline sends SIGQUIT.
+    CtrlBackslash,
 }
 
 impl Send {
     fn signo(self) -> i32 {
         match self {
+            Send::Hup => libc::SIGHUP,
             Send::Int | Send::CtrlC => libc::SIGINT,
+            Send::Quit | Send::CtrlBackslash => libc::SIGQUIT,
             Send::Term => libc::SIGTERM,
         }
     }
 }
+
+/// The signals irqlab handles: (number, name, exit code).
+const STOP_SIGNALS: [(i32, &str, u8); 4] = [
+    (libc::SIGHUP, "SIGHUP", code::SIGHUP),
+    (libc::SIGINT, "SIGINT", code::SIGINT),
+    (libc::SIGQUIT, "SIGQUIT", code::SIGQUIT),
+    (libc::SIGTERM, "SIGTERM", code::SIGTERM),
+];
 
 /// A running irqlab and what the test holds for it.
 struct Running {
@@ -204,10 +219,12 @@ fn blocked_signals(pid: u32) -> u64 {
 }
 
 impl Running {
-    /// Returns once irqlab has blocked SIGINT and SIGTERM: the earliest moment at which it
-    /// promises to handle them.
+    /// Returns once irqlab has blocked SIGHUP, SIGINT, SIGQUIT and SIGTERM: the earliest
+    /// moment at which it promises to handle them.
     fn wait_until_signals_blocked(&mut self) {
-        let want = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+        let want = STOP_SIGNALS
+            .iter()
+            .fold(0u64, |m, (signo, _, _)| m | 1u64 << (signo - 1));
         while blocked_signals(self.child.id()) & want != want {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
@@ -231,11 +248,16 @@ impl Running {
 
     fn send(&self, how: Send) {
         match how {
-            Send::CtrlC => {
-                let pty = self.pty.as_ref().expect("Ctrl-C needs the pty");
+            Send::CtrlC | Send::CtrlBackslash => {
+                let pty = self.pty.as_ref().expect("typing needs the pty");
+                let key: &[u8] = if matches!(how, Send::CtrlC) {
+                    b"\x03"
+                } else {
+                    b"\x1c"
+                };
                 // SAFETY: writing one byte from a valid buffer to the pty master.
-                let n = unsafe { libc::write(pty.master.as_raw_fd(), b"\x03".as_ptr().cast(), 1) };
-                assert_eq!(n, 1, "write ^C: {}", std::io::Error::last_os_error());
+                let n = unsafe { libc::write(pty.master.as_raw_fd(), key.as_ptr().cast(), 1) };
+                assert_eq!(n, 1, "write {how:?}: {}", std::io::Error::last_os_error());
             }
             _ => {
                 // SAFETY: signalling our own child, which has not been waited for yet.
@@ -243,6 +265,15 @@ impl Running {
                 check(rc, "kill");
             }
         }
+    }
+
+    /// Closes the terminal (the pty master), as when a terminal window is closed: the kernel
+    /// hangs the terminal up and sends SIGHUP to irqlab, its session leader. The terminal is
+    /// gone, so there are no settings left to compare afterwards.
+    fn hang_up(&mut self) {
+        let pty = self.pty.take().expect("hanging up needs the pty");
+        self.before = None;
+        drop(pty);
     }
 
     /// Waits for the exit and checks the signal's contract: exit code 128 + signo (never a
@@ -263,17 +294,17 @@ impl Running {
             None,
             "irqlab was killed by a signal: {ctx}"
         );
-        let want = if signo == libc::SIGINT {
-            code::SIGINT
-        } else {
-            code::SIGTERM
-        };
+        let (_, name, want) = STOP_SIGNALS
+            .into_iter()
+            .find(|s| s.0 == signo)
+            .expect("a stop signal");
+        assert_eq!(i32::from(want), 128 + signo);
         assert_eq!(status.code(), Some(i32::from(want)), "{ctx}");
         assert!(!err.contains("panicked"), "{ctx}");
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("irqlab: ")).collect();
         assert_eq!(lines.len(), 1, "one irqlab: line: {ctx}");
         assert!(
-            lines[0].contains(&format!("stopped by signal {signo}")),
+            lines[0].contains(&format!("stopped by signal {signo} ({name})")),
             "{ctx}"
         );
         if let (Some(pty), Some(before)) = (&self.pty, &self.before) {
@@ -333,6 +364,82 @@ fn pty_signal_during_the_run() {
             &format!("repetition {i}, {how:?} during the run"),
         );
     }
+}
+
+/// SIGHUP and SIGQUIT — sent, and SIGQUIT typed as Ctrl-\ — during setup and during the run
+/// (terminal raw), on one and two vCPUs: exit 129/131, one line naming the signal, the
+/// terminal restored. Their default actions would kill irqlab with the terminal left raw.
+#[test]
+fn pty_sighup_and_sigquit_during_setup_and_the_run() {
+    if !kvm_or_skip("pty_sighup_and_sigquit_during_setup_and_the_run") {
+        return;
+    }
+    for i in 0..12 {
+        let how = [Send::Hup, Send::Quit, Send::CtrlBackslash][i % 3];
+        let during_setup = i < 6;
+        let mut r = long_run(Input::Pty, 1 + (i % 2) as u8);
+        if during_setup {
+            r.wait_until_signals_blocked();
+        } else {
+            r.wait_for_output("irqlab guest");
+            let raw = termios(&r.pty.as_ref().unwrap().slave);
+            assert_eq!(raw.c_lflag & (libc::ICANON | libc::ECHO), 0, "not raw");
+        }
+        r.send(how);
+        r.expect_stopped_by(
+            how.signo(),
+            &format!(
+                "repetition {i}, {how:?} during {}",
+                if during_setup { "setup" } else { "the run" }
+            ),
+        );
+    }
+}
+
+/// SIGHUP and SIGQUIT with stdin a pipe or /dev/null (no terminal to restore).
+#[test]
+fn pipe_and_null_stdin_sighup_and_sigquit() {
+    if !kvm_or_skip("pipe_and_null_stdin_sighup_and_sigquit") {
+        return;
+    }
+    for (i, input) in [Input::Pipe, Input::Pipe, Input::Null, Input::Null]
+        .into_iter()
+        .enumerate()
+    {
+        let how = [Send::Hup, Send::Quit][i % 2];
+        let mut r = long_run(input, 1);
+        r.wait_for_output("irqlab guest");
+        r.send(how);
+        r.expect_stopped_by(how.signo(), &format!("{how:?}, stdin {input:?}"));
+    }
+}
+
+/// The terminal goes away mid-run (its window is closed: the pty master is closed), with
+/// tracing on: the hangup's SIGHUP ends the run with 129 and one line, and the trace is
+/// complete.
+#[test]
+fn pty_hangup_ends_a_traced_run_with_129_and_a_complete_trace() {
+    if !kvm_or_skip("pty_hangup_ends_a_traced_run_with_129_and_a_complete_trace") {
+        return;
+    }
+    let dir = scratch("sig-hangup").join("trace");
+    let mut r = start(
+        Input::Pty,
+        &[
+            "--cmdline",
+            "run=timer timer=pit hz=1000 ticks=1000000 tolerance=100",
+            "--trace",
+            dir.to_str().unwrap(),
+            "--timeout",
+            "60",
+        ],
+    );
+    r.wait_for_output("PASS pit-latch");
+    r.hang_up();
+    let (_, line) = r.expect_stopped_by(libc::SIGHUP, "terminal hung up during a traced run");
+    assert!(!line.contains("already ended"), "{line}");
+    let interrupts = std::fs::read_to_string(dir.join("interrupts.jsonl")).unwrap();
+    assert_trace_complete(&dir, &interrupts);
 }
 
 #[test]
@@ -502,6 +609,36 @@ fn pty_sigterm_while_the_trace_is_written_after_the_guest_exited() {
     let (_, line) = r.expect_stopped_by(libc::SIGTERM, "SIGTERM during trace writing");
     assert!(line.contains("the run had already ended: "), "{line}");
     assert_trace_complete(&dir, &interrupts);
+}
+
+/// As above with SIGHUP and SIGQUIT: either, arriving while the trace is written after the
+/// guest exited, decides the exit code (129/131), and the trace is complete.
+#[test]
+fn pty_sighup_or_sigquit_while_the_trace_is_written_after_the_guest_exited() {
+    if !kvm_or_skip("pty_sighup_or_sigquit_while_the_trace_is_written_after_the_guest_exited") {
+        return;
+    }
+    for how in [Send::Hup, Send::Quit] {
+        let (dir, fifo) = fifo_trace_dir(&format!("sig-trace-exit-{how:?}"));
+        let mut r = start(
+            Input::Pty,
+            &[
+                "--cmdline",
+                SHORT_TRACED,
+                "--trace",
+                dir.to_str().unwrap(),
+                "--timeout",
+                "60",
+            ],
+        );
+        wait_readable(&fifo, Some(&mut r));
+        r.send(how);
+        let interrupts = drain(fifo);
+        assert!(interrupts.len() > 4096, "{} bytes", interrupts.len());
+        let (_, line) = r.expect_stopped_by(how.signo(), &format!("{how:?} during trace writing"));
+        assert!(line.contains("the run had already ended: "), "{line}");
+        assert_trace_complete(&dir, &interrupts);
+    }
 }
 
 /// Ctrl-C stops the guest; SIGTERM arrives while the trace is written: the first signal is

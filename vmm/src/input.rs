@@ -8,9 +8,13 @@
 //! and the read cannot slip through. (The path is `stat`ed first too, so a device is rejected
 //! without being opened at all.) Reads are bounded: a file whose size lies (procfs) still
 //! cannot make irqlab read more than the cap.
+//!
+//! An output file a user names (the serial log) gets the same treatment through
+//! [`create_regular`]: a regular file or a new one, never a FIFO to block on or a device.
 
 use std::fs::{File, FileType, Metadata};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -33,14 +37,18 @@ pub fn kind(t: FileType) -> &'static str {
     }
 }
 
+fn not_regular(t: FileType) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {}, not a regular file", kind(t)),
+    )
+}
+
 fn require_regular(m: &Metadata) -> io::Result<()> {
     if m.file_type().is_file() {
         Ok(())
     } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("is {}, not a regular file", kind(m.file_type())),
-        ))
+        Err(not_regular(m.file_type()))
     }
 }
 
@@ -58,6 +66,53 @@ pub fn open_regular(path: &Path) -> io::Result<(File, u64)> {
     let m = file.metadata()?;
     require_regular(&m)?;
     Ok((file, m.len()))
+}
+
+/// Opens `path` for writing as an output irqlab owns: a new file (created with mode 0666
+/// before the umask), or an existing regular file, truncated. Anything else — a FIFO, a
+/// character or block device, a socket, a directory, also through a symbolic link — is an
+/// error of kind [`io::ErrorKind::InvalidInput`] saying what it is, and is never truncated or
+/// written.
+///
+/// No hang and no race: the open is `O_NONBLOCK` (a FIFO without a reader fails at once with
+/// `ENXIO` instead of waiting for one; one with a reader opens, and is then refused) and
+/// `O_NOCTTY` (a terminal cannot become the controlling one), and the type that counts is the
+/// opened descriptor's (`fstat`); only then is the file truncated and made blocking again.
+pub fn create_regular(path: &Path) -> io::Result<File> {
+    // Refuses an existing non-regular file without opening it (opening a device can have side
+    // effects); the `fstat` below is the check that counts.
+    if let Ok(m) = std::fs::metadata(path) {
+        require_regular(&m)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            // ENXIO: a FIFO without a reader (or a socket, or a device without a driver);
+            // EISDIR: a directory. Say what it is when the path still shows it.
+            Some(libc::ENXIO | libc::EISDIR) => match std::fs::metadata(path) {
+                Ok(m) if !m.file_type().is_file() => not_regular(m.file_type()),
+                _ => e,
+            },
+            _ => e,
+        })?;
+    require_regular(&file.metadata()?)?;
+    file.set_len(0)?;
+    // SAFETY: F_SETFL on a descriptor `file` owns; clearing O_NONBLOCK (which a regular file
+    // ignores anyway) leaves the other status flags as they are.
+    let rc = unsafe {
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_SETFL,
+            libc::fcntl(file.as_raw_fd(), libc::F_GETFL) & !libc::O_NONBLOCK,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// Reads all of the regular file `path`, at most `cap` bytes: a larger file is an error of
@@ -122,6 +177,40 @@ mod tests {
             err(&d.join("missing")),
             io::Error::from_raw_os_error(libc::ENOENT).to_string()
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn outputs_are_regular_files_created_or_truncated() {
+        let d = scratch("outputs");
+        let err = |p: &Path| create_regular(p).unwrap_err().to_string();
+        let f = d.join("log");
+        create_regular(&f).unwrap();
+        assert!(f.is_file());
+        std::fs::write(&f, "old content").unwrap();
+        std::io::Write::write_all(&mut create_regular(&f).unwrap(), b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new");
+        assert_eq!(
+            err(Path::new("/dev/null")),
+            "is a character device, not a regular file"
+        );
+        assert_eq!(err(&d), "is a directory, not a regular file");
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Returns at once without a reader, and is refused with one.
+        assert_eq!(err(&fifo), "is a FIFO (named pipe), not a regular file");
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        assert_eq!(err(&fifo), "is a FIFO (named pipe), not a regular file");
+        drop(reader);
+        let link = d.join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        assert_eq!(err(&link), "is a character device, not a regular file");
         let _ = std::fs::remove_dir_all(&d);
     }
 

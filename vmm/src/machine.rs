@@ -4,9 +4,9 @@
 //! KVM → create the VM with its interrupt model → guest memory → load the kernel → boot
 //! structures (GDT, page tables, boot info) → vCPUs (CPUID, entry registers) → devices → vCPU
 //! threads. The calling thread then runs the event loop (event-manager) that waits for the end
-//! of the run: a guest exit or fault reported by a vCPU thread, the watchdog timer, or
-//! SIGINT/SIGTERM. Then the vCPUs are stopped and joined ([`VcpuThreads`]), the trace is
-//! written, and a signal that arrived meanwhile is reported too
+//! of the run: a guest exit or fault reported by a vCPU thread, the watchdog timer, or a stop
+//! signal (SIGHUP, SIGINT, SIGQUIT, SIGTERM). Then the vCPUs are stopped and joined
+//! ([`VcpuThreads`]), the trace is written, and a signal that arrived meanwhile is reported too
 //! ([`RunReport::signal_after_end`]).
 
 use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, BootError};
@@ -78,7 +78,8 @@ pub enum SetupError {
         /// Its size.
         size: u64,
     },
-    /// Serial log file (exit code 65: it is a config value).
+    /// Serial log file: not creatable, or not a regular file (a FIFO, device or directory;
+    /// exit code 65: it is a config value).
     #[error("{}: cannot create serial log: {source}", path.display())]
     SerialLog {
         /// The file.
@@ -130,12 +131,13 @@ pub struct RunOptions {
     pub console_stdout: bool,
     /// Keep the console in memory (returned in the report).
     pub capture_console: bool,
-    /// Turn SIGINT/SIGTERM into a clean stop (the CLI does; library users may not want it).
-    /// The run blocks them in the calling thread before it creates any thread and restores
-    /// the mask when it returns. Threads the caller created earlier with the signals unblocked
-    /// can still receive them (default action: the process dies), so a multi-threaded caller
-    /// blocks them itself first, before creating any thread ([`StopSignals::block`]), as the
-    /// CLI does.
+    /// Turn the stop signals (SIGHUP, SIGINT, SIGQUIT, SIGTERM: [`crate::stop::STOP_SIGNALS`])
+    /// into a clean stop (the CLI does; library users may not want it). The run blocks them
+    /// in the calling thread before it creates any thread and restores the mask when it
+    /// returns. Threads the caller created earlier with the signals unblocked can still
+    /// receive them (default action: the process dies), so a multi-threaded caller blocks
+    /// them itself first, before creating any thread ([`StopSignals::block`]), as the CLI
+    /// does.
     pub handle_signals: bool,
     /// Feed the process's stdin to COM1 (see [`crate::stdin`]).
     pub feed_stdin: bool,
@@ -174,7 +176,7 @@ pub struct RunReport {
     pub trace: Option<crate::trace::output::Summary>,
     /// Why the trace could not be written, if it could not.
     pub trace_error: Option<String>,
-    /// SIGINT/SIGTERM (with `handle_signals`) that arrived after the run had ended another way
+    /// A stop signal (with `handle_signals`) that arrived after the run had ended another way
     /// — while the vCPUs were being stopped or the trace written. `outcome` stays how the run
     /// ended; what the signal means is the caller's policy (the CLI reports the signal).
     pub signal_after_end: Option<i32>,
@@ -195,7 +197,7 @@ struct Shared {
 }
 
 impl Shared {
-    /// SIGINT/SIGTERM: ends the run, or, when it has already ended another way, is kept as
+    /// A stop signal: ends the run, or, when it has already ended another way, is kept as
     /// [`RunReport::signal_after_end`]. A second signal after a first one changes nothing.
     fn signal(&self, signo: i32) {
         let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
@@ -318,6 +320,19 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
     // Load the image before touching KVM, so image errors win over host errors.
     let mem = memory::create(mem_size)?;
     let boot::Plan { kernel, entry, .. } = boot::load(&image, config.boot, &mem, mem_size)?;
+    // A regular file or a new one: a FIFO without a reader is refused at once instead of
+    // blocking the open, and a device or directory is refused too (see
+    // `input::create_regular`). Opened before KVM: this config error wins over host errors.
+    let serial_log = match &config.serial_log {
+        Some(path) => {
+            let log = crate::input::create_regular(path);
+            Some(log.map_err(|source| SetupError::SerialLog {
+                path: path.clone(),
+                source,
+            })?)
+        }
+        None => None,
+    };
 
     let kvm = vm::open_kvm()?;
     let host_kind = host::host_kind();
@@ -446,17 +461,6 @@ pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError
         wake: EventFd::new(libc::EFD_NONBLOCK).map_err(os("eventfd"))?,
     });
     let capture = Arc::new(Mutex::new(Vec::new()));
-    let serial_log = match &config.serial_log {
-        Some(path) => {
-            Some(
-                std::fs::File::create(path).map_err(|source| SetupError::SerialLog {
-                    path: path.clone(),
-                    source,
-                })?,
-            )
-        }
-        None => None,
-    };
     // The filters, built before the first thread that installs one exists.
     let scope = if config.seccomp {
         opts.sandbox

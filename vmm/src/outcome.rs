@@ -31,10 +31,25 @@ pub mod code {
     pub const REBOOT: u8 = 75;
     /// A thread made a system call its seccomp filter does not allow (see `crate::sandbox`).
     pub const SANDBOX: u8 = 76;
+    /// Hung up: SIGHUP, the terminal was closed (128 + 1).
+    pub const SIGHUP: u8 = 129;
     /// Interrupted by SIGINT (128 + 2).
     pub const SIGINT: u8 = 130;
+    /// Quit by SIGQUIT, e.g. `Ctrl-\` (128 + 3).
+    pub const SIGQUIT: u8 = 131;
     /// Terminated by SIGTERM (128 + 15).
     pub const SIGTERM: u8 = 143;
+}
+
+/// The name of a stop signal ("SIGHUP"), or `None` for another number.
+pub fn signal_name(signo: i32) -> Option<&'static str> {
+    Some(match signo {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGTERM => "SIGTERM",
+        _ => return None,
+    })
 }
 
 /// Register state captured when a vCPU stopped abnormally.
@@ -174,7 +189,7 @@ pub enum Outcome {
     },
     /// The watchdog fired.
     Timeout(Duration),
-    /// SIGINT or SIGTERM.
+    /// A stop signal: SIGHUP, SIGINT, SIGQUIT or SIGTERM (see `crate::stop::STOP_SIGNALS`).
     Signal(i32),
     /// A thread made a system call outside its seccomp allowlist (the first one trapped).
     SandboxViolation {
@@ -204,7 +219,9 @@ impl Outcome {
             Outcome::GuestStopped { .. } => code::GUEST_STOPPED,
             Outcome::Timeout(_) => code::TIMEOUT,
             Outcome::Reboot { .. } => code::REBOOT,
+            Outcome::Signal(libc::SIGHUP) => code::SIGHUP,
             Outcome::Signal(libc::SIGINT) => code::SIGINT,
+            Outcome::Signal(libc::SIGQUIT) => code::SIGQUIT,
             Outcome::Signal(libc::SIGTERM) => code::SIGTERM,
             Outcome::Signal(s) => 128u8.saturating_add(*s as u8),
             Outcome::SandboxViolation { .. } => code::SANDBOX,
@@ -244,7 +261,10 @@ impl Outcome {
             Outcome::GuestStopped { vcpu, what } => format!("guest stopped on vCPU {vcpu}: {what}"),
             Outcome::Reboot { via } => format!("guest requested reboot ({via})"),
             Outcome::Timeout(d) => format!("watchdog: guest still running after {:.1} s (--timeout)", d.as_secs_f64()),
-            Outcome::Signal(s) => format!("stopped by signal {s}; guest output flushed"),
+            Outcome::Signal(s) => format!(
+                "stopped by signal {s}{}; guest output flushed",
+                signal_name(*s).map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
             Outcome::SandboxViolation { thread, syscall } => format!(
                 "sandbox violation: thread {thread} made system call {syscall}{}, which its seccomp filter does not allow (--no-seccomp turns the sandbox off)",
                 crate::sandbox::syscall_name(*syscall)
@@ -280,7 +300,9 @@ mod tests {
             },
             Outcome::Timeout(Duration::from_secs(1)),
             Outcome::Reboot { via: "x".into() },
+            Outcome::Signal(libc::SIGHUP),
             Outcome::Signal(libc::SIGINT),
+            Outcome::Signal(libc::SIGQUIT),
             Outcome::Signal(libc::SIGTERM),
             Outcome::SandboxViolation {
                 thread: "vcpu0".into(),
@@ -299,6 +321,29 @@ mod tests {
         assert_eq!(Outcome::GuestExit { status: 0 }.exit_code(), 0);
         assert_eq!(Outcome::GuestExit { status: 5 }.exit_code(), 5);
         assert_eq!(Outcome::GuestExit { status: 500 }.exit_code(), 63);
+    }
+
+    #[test]
+    fn every_stop_signal_exits_with_128_plus_its_number_and_is_named() {
+        for signo in crate::stop::STOP_SIGNALS {
+            let o = Outcome::Signal(signo);
+            assert_eq!(i32::from(o.exit_code()), 128 + signo);
+            let name = signal_name(signo).unwrap();
+            assert_eq!(
+                o.explain().unwrap(),
+                format!("stopped by signal {signo} ({name}); guest output flushed")
+            );
+        }
+        assert_eq!(
+            Outcome::Signal(libc::SIGHUP).exit_code(),
+            code::SIGHUP,
+            "129"
+        );
+        assert_eq!(
+            Outcome::Signal(libc::SIGQUIT).exit_code(),
+            code::SIGQUIT,
+            "131"
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Ending a run by construction: the stop signals, the terminal, and the vCPU threads.
 //!
-//! * [`StopSignals`] blocks SIGINT and SIGTERM in the calling thread and receives them through
-//!   a signalfd. Threads inherit the mask of the thread that creates them, so when it is taken
-//!   while the process has one thread (the CLI takes it first thing), no thread ever has the
-//!   signals unblocked and a signal can only end up in the signalfd: it can no longer kill the
-//!   process with its default action while, say, the stdin thread sits in `read`. Dropping it
-//!   restores the previous mask (on every path: early `?` returns, panics).
+//! * [`StopSignals`] blocks the stop signals ([`STOP_SIGNALS`]: SIGHUP, SIGINT, SIGQUIT,
+//!   SIGTERM) in the calling thread and receives them through a signalfd. Threads inherit the
+//!   mask of the thread that creates them, so when it is taken while the process has one
+//!   thread (the CLI takes it first thing), no thread ever has the signals unblocked and a
+//!   signal can only end up in the signalfd: it can no longer kill the process with its
+//!   default action while, say, the stdin thread sits in `read`. Dropping it restores the
+//!   previous mask (on every path: early `?` returns, panics).
 //! * [`Session`] is what `irqlab run` holds for its whole life: the stop signals first, then
 //!   the terminal in raw mode ([`RawMode`]); dropped the other way round, so the terminal is
 //!   always restored while the signals are still blocked.
@@ -34,15 +35,22 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::signal::Killable;
 
-/// SIGINT and SIGTERM blocked in this thread (and every thread it creates from now on), and a
-/// signalfd that receives them. Dropping it restores the signal mask it found.
+/// The signals that stop a run, each ending it with exit code 128 + its number: SIGHUP (the
+/// terminal was closed: 129), SIGINT (Ctrl-C: 130), SIGQUIT (`Ctrl-\`: 131), SIGTERM (143).
+/// Left to their default actions they would kill the process with the terminal still raw, the
+/// trace unfinished and (SIGQUIT) a core dump.
+pub const STOP_SIGNALS: [i32; 4] = [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM];
+
+/// The stop signals ([`STOP_SIGNALS`]) blocked in this thread (and every thread it creates
+/// from now on), and a signalfd that receives them. Dropping it restores the signal mask it
+/// found.
 pub struct StopSignals {
     fd: OwnedFd,
     old: libc::sigset_t,
 }
 
 impl StopSignals {
-    /// Blocks SIGINT and SIGTERM in the calling thread and opens the signalfd.
+    /// Blocks the stop signals in the calling thread and opens the signalfd.
     ///
     /// Call it before the process creates any thread: a thread created earlier keeps the
     /// signals unblocked, and the kernel may deliver a process-directed signal to it (default
@@ -75,8 +83,9 @@ impl StopSignals {
         self.fd.as_fd()
     }
 
-    /// Takes every pending SIGINT/SIGTERM and returns one of them (`None` when none is
-    /// pending). When both are pending the kernel hands out the lower number first: SIGINT.
+    /// Takes every pending stop signal and returns one of them (`None` when none is pending).
+    /// When several are pending the kernel hands out the lowest number first (SIGHUP, then
+    /// SIGINT, SIGQUIT, SIGTERM).
     pub fn take_pending(&self) -> Option<i32> {
         let first = read_signal(self.fd());
         while read_signal(self.fd()).is_some() {}
@@ -103,10 +112,10 @@ fn stop_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+    unsafe { libc::sigemptyset(&mut set) };
+    for signo in STOP_SIGNALS {
+        // SAFETY: `set` is a valid sigset_t and `signo` a valid signal number.
+        unsafe { libc::sigaddset(&mut set, signo) };
     }
     set
 }
@@ -135,7 +144,7 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> Option<i32> {
     }
 }
 
-/// What `irqlab run` holds from its first instruction to its exit code: SIGINT/SIGTERM
+/// What `irqlab run` holds from its first instruction to its exit code: the stop signals
 /// blocked (taken first, while the process has one thread), then the terminal in raw mode if
 /// stdin is one. Fields drop in declaration order: the terminal is restored first, while the
 /// signals are still blocked, so no signal can end the process with the terminal left raw.
@@ -300,11 +309,15 @@ mod tests {
         unsafe { libc::sigismember(&cur, signo) == 1 }
     }
 
+    fn stop_signals_blocked() -> [bool; 4] {
+        STOP_SIGNALS.map(blocked)
+    }
+
     #[test]
     fn signals_are_blocked_read_from_the_fd_and_the_mask_restored() {
-        let before = (blocked(libc::SIGINT), blocked(libc::SIGTERM));
+        let before = stop_signals_blocked();
         let outer = StopSignals::block().unwrap();
-        assert!(blocked(libc::SIGINT) && blocked(libc::SIGTERM));
+        assert_eq!(stop_signals_blocked(), [true; 4]);
         let inner = StopSignals::block().unwrap();
         // Thread-directed, so only this thread (and its signalfd) sees it.
         // SAFETY: signalling the calling thread, which has the signal blocked.
@@ -314,13 +327,21 @@ mod tests {
         // Either descriptor reads it; the first signal is returned, the rest consumed.
         assert_eq!(inner.take_pending(), Some(libc::SIGINT));
         assert_eq!(outer.take_pending(), None);
+        // SIGHUP and SIGQUIT too: read from the fd, never their default actions.
+        // SAFETY: as above.
+        unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGQUIT) };
+        assert_eq!(inner.take_pending(), Some(libc::SIGQUIT));
+        // SAFETY: as above.
+        unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) };
+        assert_eq!(outer.take_pending(), Some(libc::SIGHUP));
         drop(inner);
-        assert!(
-            blocked(libc::SIGINT),
+        assert_eq!(
+            stop_signals_blocked(),
+            [true; 4],
             "the inner guard restores the outer mask"
         );
         drop(outer);
-        assert_eq!((blocked(libc::SIGINT), blocked(libc::SIGTERM)), before);
+        assert_eq!(stop_signals_blocked(), before);
     }
 
     /// A vCPU to hand to `VcpuThreads` (its thread never runs it), or `None` without KVM.

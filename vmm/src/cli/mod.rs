@@ -26,7 +26,8 @@ Examples:
 
 Exit codes: guest status 0-63 (0 = all passed); 64 usage, 65 config, 66 kernel image,
 69 host, 70 internal, 71 triple fault, 72 KVM internal error, 73 guest stopped,
-74 watchdog, 75 guest requested reboot, 76 sandbox violation, 130 SIGINT, 143 SIGTERM.";
+74 watchdog, 75 guest requested reboot, 76 sandbox violation, 129 SIGHUP, 130 SIGINT,
+131 SIGQUIT, 143 SIGTERM.";
 
 /// irqlab: boot a guest kernel on KVM, drive interrupts into it, and see what each one cost.
 #[derive(Parser, Debug)]

@@ -131,10 +131,11 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
 
 /// `irqlab run`.
 ///
-/// Signals: SIGINT and SIGTERM are blocked before anything else, while the process has one
-/// thread, and stay blocked until it exits; they are only ever read from a signalfd (see
-/// `irqlab::stop`), so whenever one arrives the process still prints one `irqlab:` line and
-/// exits with 130/143, the terminal restored and the trace complete. The policy:
+/// Signals: the stop signals — SIGHUP, SIGINT, SIGQUIT, SIGTERM — are blocked before anything
+/// else, while the process has one thread, and stay blocked until it exits; they are only ever
+/// read from a signalfd (see `irqlab::stop`), so whenever one arrives the process still prints
+/// one `irqlab:` line naming it and exits with 128 + its number (129/130/131/143), the terminal
+/// restored and the trace complete. The policy:
 ///
 /// * during setup or the run: the run stops and the signal is the outcome;
 /// * after the run ended another way (guest exit, fault, watchdog, setup error) but before the

@@ -26,14 +26,22 @@ pub enum ReadError {
     },
 }
 
-/// Reads `DIR/summary.json`.
+/// The most of `summary.json` that is read: 64 MiB. irqlab writes a few KiB (one entry per
+/// interrupt source); a larger file is not one it wrote.
+pub const SUMMARY_MAX: u64 = 64 << 20;
+
+/// Reads `DIR/summary.json`: a regular file (a FIFO, a device — also through a symbolic link,
+/// e.g. to /dev/zero — or a directory is an error naming what it is, without blocking or
+/// reading it) of at most [`SUMMARY_MAX`] bytes (see [`crate::input::read_regular`]).
 pub fn read(dir: &Path) -> Result<Summary, ReadError> {
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ReadError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| ReadError::Parse { path, source })
+    let bytes =
+        crate::input::read_regular(&path, SUMMARY_MAX, "64 MiB (the cap on a trace summary)")
+            .map_err(|source| ReadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+    serde_json::from_slice(&bytes).map_err(|source| ReadError::Parse { path, source })
 }
 
 /// The summary table of one trace.
