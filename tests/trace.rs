@@ -87,32 +87,39 @@ fn lockstep_records_match_the_guest_and_the_device_and_add_up() {
         .unwrap();
     assert_eq!(total, attributed + doorbells + tail, "{summary}");
     assert_eq!(doorbells as usize, irqs.len(), "one doorbell per record");
-    // Split irqchip, edge-triggered, LAPIC in KVM: a PIT tick costs no userspace exit. In
-    // steady state (after the first record, which also carries the guest's set-up) the only
-    // userspace exit between two doorbells is the guest's own window-start mark (port 0xf9),
-    // written once after the first tick.
-    let user = |i: &Value| -> i64 {
-        [
-            "userspace_pio",
-            "userspace_mmio",
-            "userspace_ioapic_eoi",
-            "userspace_other",
-        ]
-        .iter()
-        .map(|k| i["exits"][k].as_i64().unwrap_or(0))
-        .sum()
-    };
-    let steady: i64 = irqs.iter().skip(1).map(user).sum();
+    // Split irqchip, edge-triggered, LAPIC in KVM: a PIT tick costs no userspace exit. After
+    // the first record (which also carries the guest's set-up) the only userspace exits
+    // between two doorbells are the guest's own accesses after its first tick: the
+    // window-start mark (port 0xf9) at once, then, once it has counted its ticks, the
+    // window-end mark, the PIT stop (port 0x43) and the IO-APIC mask of the PIT's pin (two
+    // IOREGSEL/IOWIN pairs: four MMIO exits). Those after the last doorbell are the run's
+    // tail; how many of them precede a last tick or two depends on the host's speed (on
+    // kvm-pvm none, on SVM some). So: the start mark always, never more than those seven,
+    // never an EOI or other exit — 200 ticks that each cost one would show.
+    let exits = |i: &Value, k: &str| i["exits"][k].as_i64().unwrap_or(0);
+    let steady = |k: &str| -> i64 { irqs.iter().skip(1).map(|i| exits(i, k)).sum() };
     let with_user: Vec<String> = irqs
         .iter()
         .skip(1)
-        .filter(|i| user(i) != 0)
+        .filter(|i| {
+            [
+                "userspace_pio",
+                "userspace_mmio",
+                "userspace_ioapic_eoi",
+                "userspace_other",
+            ]
+            .iter()
+            .any(|k| exits(i, k) != 0)
+        })
         .map(|i| i.to_string())
         .collect();
-    assert_eq!(
-        steady,
-        1,
-        "userspace exits attributed in steady state:\n{}",
+    let (pio, mmio) = (steady("userspace_pio"), steady("userspace_mmio"));
+    assert!(
+        (1..=3).contains(&pio)
+            && mmio <= 4
+            && steady("userspace_ioapic_eoi") == 0
+            && steady("userspace_other") == 0,
+        "userspace exits attributed in steady state (pio {pio}, mmio {mmio}):\n{}",
         with_user.join("\n")
     );
     // Timestamps: raise <= inject <= entry <= eoi for (nearly) every record, seq increasing.
