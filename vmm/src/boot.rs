@@ -230,7 +230,7 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                     facts.mem_size,
                     path,
                     kernel.end,
-                    usable_ram_end(facts),
+                    facts.top.usable_end(),
                 )?),
                 None => None,
             };
@@ -250,7 +250,7 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                 }
                 .into());
             }
-            let ram_end = usable_ram_end(facts);
+            let ram_end = facts.top.usable_end();
             // The kernel reads the initrd only below its `initrd_addr_max` (protocol 2.03+).
             let initrd_end = match hdr.initrd_addr_max {
                 0 => ram_end,
@@ -317,16 +317,6 @@ fn pvh_mem_map(facts: &boot_info::BootFacts) -> Vec<irqlab_abi::boot_info::MemMa
         .collect()
 }
 
-/// Guest RAM below the regions shared with the VMM (trace ring, posted descriptors).
-fn usable_ram_end(facts: &boot_info::BootFacts) -> u64 {
-    [facts.trace_ring, facts.posted]
-        .iter()
-        .flatten()
-        .map(|r| r.0)
-        .min()
-        .unwrap_or(facts.mem_size)
-}
-
 /// Where an initrd of `size` bytes goes: page-aligned, as high as it fits below `end`, above
 /// the kernel; `None` if it does not fit.
 fn initrd_addr(size: u64, kernel_end: u64, end: u64) -> Option<u64> {
@@ -372,7 +362,7 @@ fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
     // Conventional memory, and one contiguous range from 1 MiB (kernel + RAM) up to the
     // regions shared with the VMM, for mem_lower/mem_upper and the memory map. (The kernel
     // may sit in either.)
-    let upper_end = usable_ram_end(facts).max(1 << 20);
+    let upper_end = facts.top.usable_end().max(1 << 20);
     let ram = [
         (0, multiboot::LOW_RAM_END),
         (1 << 20, upper_end - (1 << 20)),

@@ -20,22 +20,23 @@
 use crate::console::ConsoleOut;
 use crate::interrupts::IoApicPin;
 use crate::pit_timer::{new_timer, HostClock, HostPitTimer, SharedTimer};
-use crate::stats::{ExitCounters, Mark, MarkPort};
+use crate::stats::{ExitCounters, ExitCounts, Mark, MarkPort};
 use crate::trace::{Source as TraceSource, TracedLine, Tracer};
 use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
 use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
 use irqlab_devices::debug_exit::{self, DebugExit};
 use irqlab_devices::fw_cfg::{self, FwCfg};
-use irqlab_devices::ioapic::{self, IoApic};
+use irqlab_devices::ioapic::{self, IoApic, PinStats};
 use irqlab_devices::msi_source::{DmaWriter, MsiSource};
-use irqlab_devices::pit::{self, Pit};
+use irqlab_devices::pit::{self, Pit, TickStats};
 use irqlab_devices::reset;
 use irqlab_devices::testdev;
 use irqlab_devices::uart::{self, Uart};
 use irqlab_devices::{BusDevice, ExitSink, IrqLine, MsiSink};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A device shared between vCPU threads.
 pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
@@ -158,6 +159,25 @@ pub struct Board {
     pub mem_size: u64,
     /// Map the pc-testdev-compatible test device (kvm-unit-tests' harness device).
     pub testdev: bool,
+}
+
+/// What the devices counted over a run ([`Devices::report`]).
+#[derive(Clone, Debug, Default)]
+pub struct DevicesReport {
+    /// Marks the guest wrote to the mark port.
+    pub marks: Vec<Mark>,
+    /// Writes to the benchmark port, and the host time from the first to the last.
+    pub bench_writes: (u64, Duration),
+    /// PIT channel 0 ticks and missed periods (split irqchip).
+    pub pit: Option<TickStats>,
+    /// IO-APIC counters of every pin that saw traffic (split irqchip).
+    pub ioapic: Vec<(usize, PinStats)>,
+    /// Console bytes that never reached stdout (see [`crate::console`]).
+    pub console_dropped: u64,
+    /// Port or MMIO accesses no device claimed.
+    pub unhandled_accesses: u64,
+    /// Userspace exits by reason.
+    pub exits: ExitCounts,
 }
 
 /// A port that ignores its accesses.
@@ -350,6 +370,41 @@ impl Devices {
         })
     }
 
+    /// What the devices counted: read once the vCPUs have stopped and [`Devices::shutdown`]
+    /// has flushed the console (after that the console's dropped bytes are final).
+    pub fn report(&self) -> DevicesReport {
+        DevicesReport {
+            marks: self.marks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            bench_writes: {
+                let bench = self.bench.lock().unwrap_or_else(|p| p.into_inner());
+                (bench.count(), bench.span())
+            },
+            pit: self
+                .pit
+                .as_ref()
+                .map(|(p, _)| p.lock().unwrap_or_else(|p| p.into_inner()).tick_stats()),
+            ioapic: self
+                .ioapic
+                .as_ref()
+                .map(|io| {
+                    let io = io.lock().unwrap_or_else(|p| p.into_inner());
+                    (0..ioapic::NUM_PINS)
+                        .filter_map(|pin| io.stats(pin).map(|s| (pin, s)))
+                        .filter(|(_, s)| *s != PinStats::default())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            console_dropped: self
+                .uart
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .writer_mut()
+                .dropped(),
+            unhandled_accesses: self.pio.unhandled() + self.mmio.unhandled(),
+            exits: self.exits.snapshot(),
+        }
+    }
+
     /// Stops device threads and flushes the console.
     pub fn shutdown(&self) {
         self.msi_source
@@ -401,6 +456,67 @@ mod tests {
         bus.write(0x80, &[1]);
         assert_eq!(b, [0xff; 4]);
         assert_eq!(bus.unhandled(), 2);
+    }
+
+    /// Sinks that accept everything and record nothing.
+    struct Nothing;
+    impl MsiSink for Nothing {
+        fn send(&self, _msg: irqlab_devices::MsiMessage) -> irqlab_devices::MsiOutcome {
+            irqlab_devices::MsiOutcome::Delivered
+        }
+    }
+    impl ExitSink for Nothing {
+        fn request_exit(&self, _status: u32) {}
+        fn request_reset(&self, _source: reset::ResetSource) {}
+    }
+    impl DmaWriter for Nothing {
+        fn write_u32(&self, _gpa: u64, _value: u32) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn the_report_reads_what_the_devices_counted() {
+        let devices = Devices::new(
+            ConsoleOut::new(false).unwrap(),
+            Arc::new(Nothing),
+            IrqWiring::Split {
+                ioapic: Arc::new(Nothing),
+                msi: Arc::new(Nothing),
+            },
+            Arc::new(Nothing),
+            None,
+            Board {
+                vcpus: 1,
+                mem_size: 64 << 20,
+                testdev: false,
+            },
+        )
+        .unwrap();
+        let quiet = devices.report();
+        assert!(quiet.marks.is_empty());
+        assert_eq!(quiet.bench_writes, (0, Duration::ZERO));
+        assert_eq!(quiet.pit, Some(TickStats::default()));
+        assert!(quiet.ioapic.is_empty());
+        assert_eq!((quiet.console_dropped, quiet.unhandled_accesses), (0, 0));
+        assert_eq!(quiet.exits, ExitCounts::default());
+
+        devices.exits.count(crate::stats::ExitKind::Pio);
+        devices.pio.write(ports::BENCH.into(), &[0]);
+        devices.pio.write(ports::BENCH.into(), &[0]);
+        devices.pio.write(ports::MARK.into(), &7u32.to_le_bytes());
+        devices.pio.write(0x80, &[0]);
+        devices.mmio.read(0xe000_0000, &mut [0; 4]);
+        // THR-empty interrupts on: the UART raises its line, IO-APIC pin 4 (masked at reset).
+        devices.pio.write(u64::from(ports::COM1) + 1, &[0x02]);
+        let r = devices.report();
+        assert_eq!(r.marks.iter().map(|m| m.value).collect::<Vec<_>>(), [7]);
+        assert_eq!(r.bench_writes.0, 2);
+        assert_eq!(r.unhandled_accesses, 2);
+        assert_eq!(r.exits.pio, 1);
+        let pins: Vec<usize> = r.ioapic.iter().map(|(pin, _)| *pin).collect();
+        assert_eq!(pins, [usize::from(ports::COM1_GSI)]);
+        assert_eq!(r.ioapic[0].1.masked_edges, 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod machine;
 pub mod memory;
 pub mod outcome;
 pub mod pit_timer;
+pub mod ram_layout;
 pub mod sandbox;
 pub mod stats;
 pub mod stdin;

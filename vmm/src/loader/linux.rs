@@ -23,9 +23,9 @@ pub fn is_bzimage(b: &[u8]) -> bool {
     le_u16(b, 0x1fe) == Some(BOOT_FLAG) && le_u32(b, 0x202) == Some(HDRS)
 }
 
-/// The top page of guest RAM holds irqlab's posted-interrupt descriptors (one per vCPU): a
-/// kernel must end below it.
-pub const TOP_RESERVED: u64 = 4096;
+/// The top of guest RAM holds irqlab's posted-interrupt descriptors (one per vCPU; a page for
+/// the largest machine, see [`crate::ram_layout`]): a kernel must end below them.
+pub const TOP_RESERVED: u64 = crate::ram_layout::posted_bytes(crate::config::VCPUS_MAX);
 
 /// Where a bzImage goes in guest memory, from its setup header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 use super::BootError;
 use crate::loader::LoadedKernel;
+use crate::ram_layout::TopOfRam;
 use irqlab_abi::boot_info::{self as bi, BootInfo, Devices, HostKind, MemMapEntry};
 use irqlab_abi::layout::{BOOT_GDT, BOOT_INFO, CMDLINE, KERNEL_MIN_ADDR};
 use irqlab_abi::ports;
@@ -24,10 +25,9 @@ pub struct BootFacts<'a> {
     pub kernel: LoadedKernel,
     /// Command line.
     pub cmdline: &'a str,
-    /// The trace ring (address, bytes) carved from the top of RAM, if tracing.
-    pub trace_ring: Option<(u64, u64)>,
-    /// The posted-interrupt descriptors (address, bytes; one per vCPU, 64 bytes apart).
-    pub posted: Option<(u64, u64)>,
+    /// The regions shared with the VMM at the top of RAM: the trace ring (if tracing) and
+    /// the posted-interrupt descriptors.
+    pub top: TopOfRam,
 }
 
 /// The memory map for `facts`.
@@ -44,15 +44,11 @@ pub fn mem_map(facts: &BootFacts) -> Vec<MemMapEntry> {
         entry(k.start, k.end - k.start, bi::MEM_KERNEL),
     ];
     let free_from = k.end.next_multiple_of(4096);
-    let shared: Vec<(u64, u64)> = [facts.posted, facts.trace_ring]
-        .into_iter()
-        .flatten()
-        .collect();
-    let ram_end = shared.iter().map(|r| r.0).min().unwrap_or(facts.mem_size);
+    let ram_end = facts.top.usable_end();
     if free_from < ram_end {
         map.push(entry(free_from, ram_end - free_from, bi::MEM_RAM));
     }
-    for (addr, size) in shared {
+    for (addr, size) in facts.top.shared() {
         map.push(entry(addr, size, bi::MEM_SHARED));
     }
     map
@@ -107,14 +103,10 @@ pub fn write(mem: &crate::memory::GuestMemory, facts: &BootFacts) -> Result<Boot
             msi_source_base: irqlab_abi::layout::MSI_SOURCE_BASE,
             ..Default::default()
         },
-        trace_ring_addr: facts.trace_ring.map_or(0, |r| r.0),
-        trace_ring_size: facts.trace_ring.map_or(0, |r| r.1),
-        posted_desc_addr: facts.posted.map_or(0, |r| r.0),
-        posted_desc_stride: if facts.posted.is_some() {
-            irqlab_abi::posted::DESC_SIZE
-        } else {
-            0
-        },
+        trace_ring_addr: facts.top.trace_ring.map_or(0, |r| r.0),
+        trace_ring_size: facts.top.trace_ring.map_or(0, |r| r.1),
+        posted_desc_addr: facts.top.posted.0,
+        posted_desc_stride: irqlab_abi::posted::DESC_SIZE,
         ..Default::default()
     };
     mem.write_obj(info, GuestAddress(BOOT_INFO))
