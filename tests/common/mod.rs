@@ -123,6 +123,16 @@ pub fn is_emulator_gap(name: &str, detail: &str) -> bool {
     known
 }
 
+/// In the nested-SVM lane: the recorded evidence that the platform itself loses Linux boots
+/// (QEMU's own VMM, booting the same kernel and initramfs on the same nested /dev/kvm, ended
+/// some in a hang or triple fault): the gaps file's `linux-boots` line, e.g.
+/// `linux-boots qemu-kvm lost 1 of 3`. `None` elsewhere, and when QEMU lost none.
+pub fn lost_linux_boots() -> Option<String> {
+    gap_lines()
+        .into_iter()
+        .find(|l| l.starts_with("linux-boots ") && !l.contains(" lost 0 of "))
+}
+
 /// Whether check `name` failed as a known emulator gap (any recorded `FAIL name: ` line).
 pub fn emulator_gap_named(name: &str) -> bool {
     let prefix = format!("FAIL {name}: ");
