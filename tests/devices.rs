@@ -57,7 +57,13 @@ fn pit_ticks_at_the_programmed_rate_in_both_irqchip_models() {
     for irqchip in ["split", "kernel"] {
         let out = guest(irqchip, "run=timer timer=pit hz=500 ticks=150");
         let detail = passed(&out, "timer-pit");
-        assert!(detail.starts_with("150 of 150 ticks"), "{detail}");
+        // The guest waits for its 150th tick, then stops the PIT: one more tick can land in
+        // between (it did under TCG, where those few instructions take long). A lost tick
+        // leaves the guest waiting (the check fails); doubled ticks would count ~300.
+        assert!(
+            detail.starts_with("150 of 150 ticks") || detail.starts_with("151 of 150 ticks"),
+            "{detail}"
+        );
     }
 }
 
