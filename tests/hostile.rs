@@ -20,6 +20,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// How the end-of-run report starts the line of ignored IO-APIC accesses.
+const IOAPIC_LINE: &str = "irqlab: IO-APIC: ";
+
 /// Runs `hostile=KIND` and returns (exit code, stdout, stderr, RSS samples in KiB).
 fn hostile(kind: &str, vcpus: &str, timeout: &str) -> (i32, String, String, Vec<u64>) {
     let cmdline = format!("run=none hostile={kind}");
@@ -106,8 +109,15 @@ fn hostile_guests_end_as_documented_with_flat_memory() {
     ] {
         let (code, out, err, samples) = hostile(kind, vcpus, timeout);
         assert_eq!(code, want, "hostile={kind}:\n{out}\n{err}");
+        // The IO-APIC's ignored accesses are reported (see
+        // `ioapic_garbage_is_counted_in_the_report_and_the_trace`); beyond that, at most the
+        // outcome line.
+        let other: Vec<&str> = err
+            .lines()
+            .filter(|l| !(kind == "ioapic-garbage" && l.starts_with(IOAPIC_LINE)))
+            .collect();
         assert!(
-            !err.contains("panicked") && err.lines().count() <= 1,
+            !err.contains("panicked") && other.len() <= 1,
             "hostile={kind}: {err}"
         );
         if want == 0 {
@@ -118,4 +128,86 @@ fn hostile_guests_end_as_documented_with_flat_memory() {
         }
         assert_flat(kind, &samples);
     }
+}
+
+/// The count in "irqlab: IO-APIC: N guest accesses …".
+fn reported_bad_accesses(err: &str) -> u64 {
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(IOAPIC_LINE)).collect();
+    assert_eq!(lines.len(), 1, "one IO-APIC line: {err}");
+    lines[0][IOAPIC_LINE.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {}", lines[0]))
+}
+
+#[test]
+fn ioapic_garbage_is_counted_in_the_report_and_the_trace() {
+    if !kvm_or_skip("hostile ioapic-garbage report") {
+        return;
+    }
+    // Untraced: the end-of-run report names the ignored accesses, and only them.
+    let (code, out, err) = run(&[
+        "run",
+        "--cmdline",
+        "run=none hostile=ioapic-garbage",
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Every IOREGSEL index with 1-, 2- and 8-byte IOWIN accesses alone is 256 * 3 * 2.
+    let untraced = reported_bad_accesses(&err);
+    assert!(untraced >= 256 * 3 * 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "only the IO-APIC line: {err}");
+
+    // Traced: the same count in summary.json, and the KVM calls did not fail.
+    let dir = scratch("hostile-ioapic-garbage").join("trace");
+    let (code, out, err) = run(&[
+        "run",
+        "--cmdline",
+        "run=none hostile=ioapic-garbage",
+        "--trace",
+        dir.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let reported = reported_bad_accesses(&err);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let failures = &summary["failures"];
+    assert_eq!(failures["ioapic_bad_accesses"], reported, "{summary:#}");
+    assert_eq!(failures["routing_errors"], 0, "{summary:#}");
+    assert_eq!(failures["gsi_line_errors"], 0, "{summary:#}");
+    // The guest's garbage is deterministic (a fixed seed), so is the count.
+    assert_eq!(reported, untraced, "{err}");
+}
+
+#[test]
+fn a_well_behaved_guest_reports_no_failures() {
+    if !kvm_or_skip("no failures reported") {
+        return;
+    }
+    let dir = scratch("hostile-none").join("trace");
+    let (code, out, err) = run(&[
+        "run",
+        "--cmdline",
+        "run=none",
+        "--trace",
+        dir.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !err.contains("IO-APIC:") && !err.contains("interrupts:"),
+        "{err}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["failures"],
+        serde_json::json!({"routing_errors": 0, "gsi_line_errors": 0, "ioapic_bad_accesses": 0}),
+        "{summary:#}"
+    );
 }

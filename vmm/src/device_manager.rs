@@ -18,9 +18,9 @@
 //! test device then drive GSIs with `KVM_IRQ_LINE`.
 
 use crate::console::ConsoleOut;
-use crate::interrupts::IoApicPin;
+use crate::interrupts::{IoApicPin, KvmIrqErrors};
 use crate::pit_timer::{new_timer, HostClock, HostPitTimer, SharedTimer};
-use crate::stats::{ExitCounters, ExitCounts, Mark, MarkPort};
+use crate::stats::{ExitCounters, ExitCounts, FailureCounts, Mark, MarkPort};
 use crate::trace::{Source as TraceSource, TracedLine, Tracer};
 use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
 use irqlab_abi::ports;
@@ -44,59 +44,112 @@ pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
 /// Device setup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    /// Two windows overlap.
+    /// A window could not be placed on its bus.
     #[error(transparent)]
-    Overlap(#[from] OverlapError),
+    Bus(#[from] BusError),
     /// The PIT's host timer could not be created.
     #[error("PIT host timer (timerfd): {0}")]
     Timer(#[source] std::io::Error),
 }
 
-/// Two windows overlap.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} window {base:#x}+{len:#x} overlaps another device")]
-pub struct OverlapError {
-    /// Device name.
-    pub what: &'static str,
-    /// Window base.
-    pub base: u64,
-    /// Window length.
-    pub len: u64,
+/// Why [`Bus::insert`] refused a window.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BusError {
+    /// The window has no addresses.
+    #[error("{what} window at {base:#x} has length 0")]
+    ZeroLength {
+        /// Device name.
+        what: &'static str,
+        /// Window base.
+        base: u64,
+    },
+    /// The window's last address is past the end of the address space.
+    #[error("{what} window {base:#x}+{len:#x} runs past the end of the address space")]
+    Overflow {
+        /// Device name.
+        what: &'static str,
+        /// Window base.
+        base: u64,
+        /// Window length.
+        len: u64,
+    },
+    /// The window shares addresses with another device's.
+    #[error("{what} window {base:#x}+{len:#x} overlaps the {other} window")]
+    Overlap {
+        /// Device name.
+        what: &'static str,
+        /// Window base.
+        base: u64,
+        /// Window length.
+        len: u64,
+        /// The device already there.
+        other: &'static str,
+    },
+}
+
+/// One device's window: `[base, last]`, both inclusive, so a window may end at the very
+/// top of the address space.
+struct Window {
+    what: &'static str,
+    base: u64,
+    last: u64,
+    dev: SharedDevice,
 }
 
 /// An address-ordered set of device windows (ports or MMIO).
 #[derive(Default)]
 pub struct Bus {
-    windows: Vec<(u64, u64, SharedDevice)>,
+    windows: Vec<Window>,
     unhandled: AtomicU64,
 }
 
 impl Bus {
-    /// Adds a device at `[base, base + len)`.
+    /// Adds a device at `[base, base + len)`. Refused: an empty window, one whose last
+    /// address `base + len - 1` does not fit in a u64, and one that overlaps a window
+    /// already on the bus.
     pub fn insert(
         &mut self,
         what: &'static str,
         base: u64,
         len: u64,
         dev: SharedDevice,
-    ) -> Result<(), OverlapError> {
-        if self
+    ) -> Result<(), BusError> {
+        let last = len
+            .checked_sub(1)
+            .ok_or(BusError::ZeroLength { what, base })?;
+        let last = base
+            .checked_add(last)
+            .ok_or(BusError::Overflow { what, base, len })?;
+        if let Some(other) = self
             .windows
             .iter()
-            .any(|(b, l, _)| base < b + l && *b < base + len)
+            .find(|w| base <= w.last && w.base <= last)
         {
-            return Err(OverlapError { what, base, len });
+            return Err(BusError::Overlap {
+                what,
+                base,
+                len,
+                other: other.what,
+            });
         }
-        self.windows.push((base, len, dev));
-        self.windows.sort_by_key(|w| w.0);
+        let at = self.windows.partition_point(|w| w.base < base);
+        self.windows.insert(
+            at,
+            Window {
+                what,
+                base,
+                last,
+                dev,
+            },
+        );
         Ok(())
     }
 
     fn find(&self, addr: u64) -> Option<(u64, &SharedDevice)> {
         self.windows
             .iter()
-            .find(|(b, l, _)| addr >= *b && addr - b < *l)
-            .map(|(b, _, d)| (addr - b, d))
+            .find(|w| w.base <= addr && addr <= w.last)
+            .map(|w| (addr - w.base, &w.dev))
     }
 
     /// A guest read; unclaimed addresses read as all ones, as on a real bus.
@@ -140,6 +193,8 @@ pub enum IrqWiring {
         ioapic: Arc<dyn MsiSink>,
         /// Where the MSI source device sends its MSIs.
         msi: Arc<dyn MsiSink>,
+        /// Where the sinks count the KVM calls that failed.
+        errors: Arc<KvmIrqErrors>,
     },
     /// In-kernel IO-APIC and PIT.
     Kernel {
@@ -147,6 +202,8 @@ pub enum IrqWiring {
         msi: Arc<dyn MsiSink>,
         /// GSIs 0–23 (index = GSI), for the UART (GSI 4) and the test device.
         gsi_lines: Vec<Arc<dyn IrqLine>>,
+        /// Where the sink and the lines count the KVM calls that failed.
+        errors: Arc<KvmIrqErrors>,
     },
 }
 
@@ -176,6 +233,8 @@ pub struct DevicesReport {
     pub console_dropped: u64,
     /// Port or MMIO accesses no device claimed.
     pub unhandled_accesses: u64,
+    /// Failed KVM interrupt calls and ignored IO-APIC accesses.
+    pub failures: FailureCounts,
     /// Userspace exits by reason.
     pub exits: ExitCounts,
 }
@@ -208,6 +267,8 @@ pub struct Devices {
     pub exits: Arc<ExitCounters>,
     /// Marks written by the guest.
     pub marks: Arc<Mutex<Vec<Mark>>>,
+    /// The KVM interrupt calls that failed (from the wiring).
+    irq_errors: Arc<KvmIrqErrors>,
 }
 
 impl Devices {
@@ -237,17 +298,26 @@ impl Devices {
         };
         let mut pio = Bus::default();
         let mut mmio = Bus::default();
-        let (msi, ioapic, gsi_lines): (Arc<dyn MsiSink>, _, Vec<Arc<dyn IrqLine>>) = match irqs {
-            IrqWiring::Split { ioapic: sink, msi } => {
-                let ioapic = Arc::new(Mutex::new(IoApic::new(sink)));
-                mmio.insert("IO-APIC", IOAPIC_BASE, ioapic::WINDOW, ioapic.clone())?;
-                let lines = (0..ioapic::NUM_PINS as u8)
-                    .map(|pin| traced(Arc::new(IoApicPin::new(ioapic.clone(), pin)), pin))
-                    .collect();
-                (msi, Some(ioapic), lines)
-            }
-            IrqWiring::Kernel { msi, gsi_lines } => (msi, None, gsi_lines),
-        };
+        let (msi, ioapic, gsi_lines, irq_errors): (Arc<dyn MsiSink>, _, Vec<Arc<dyn IrqLine>>, _) =
+            match irqs {
+                IrqWiring::Split {
+                    ioapic: sink,
+                    msi,
+                    errors,
+                } => {
+                    let ioapic = Arc::new(Mutex::new(IoApic::new(sink)));
+                    mmio.insert("IO-APIC", IOAPIC_BASE, ioapic::WINDOW, ioapic.clone())?;
+                    let lines = (0..ioapic::NUM_PINS as u8)
+                        .map(|pin| traced(Arc::new(IoApicPin::new(ioapic.clone(), pin)), pin))
+                        .collect();
+                    (msi, Some(ioapic), lines, errors)
+                }
+                IrqWiring::Kernel {
+                    msi,
+                    gsi_lines,
+                    errors,
+                } => (msi, None, gsi_lines, errors),
+            };
         let uart_line = gsi_lines
             .get(usize::from(ports::COM1_GSI))
             .cloned()
@@ -367,6 +437,7 @@ impl Devices {
             msi_source,
             exits,
             marks,
+            irq_errors,
         })
     }
 
@@ -401,6 +472,13 @@ impl Devices {
                 .writer_mut()
                 .dropped(),
             unhandled_accesses: self.pio.unhandled() + self.mmio.unhandled(),
+            failures: FailureCounts {
+                routing_errors: self.irq_errors.routing.load(Ordering::Relaxed),
+                gsi_line_errors: self.irq_errors.gsi_lines.load(Ordering::Relaxed),
+                ioapic_bad_accesses: self.ioapic.as_ref().map_or(0, |io| {
+                    io.lock().unwrap_or_else(|p| p.into_inner()).bad_accesses()
+                }),
+            },
             exits: self.exits.snapshot(),
         }
     }
@@ -483,6 +561,7 @@ mod tests {
             IrqWiring::Split {
                 ioapic: Arc::new(Nothing),
                 msi: Arc::new(Nothing),
+                errors: Arc::new(KvmIrqErrors::default()),
             },
             Arc::new(Nothing),
             None,
@@ -499,6 +578,7 @@ mod tests {
         assert_eq!(quiet.pit, Some(TickStats::default()));
         assert!(quiet.ioapic.is_empty());
         assert_eq!((quiet.console_dropped, quiet.unhandled_accesses), (0, 0));
+        assert_eq!(quiet.failures, FailureCounts::default());
         assert_eq!(quiet.exits, ExitCounts::default());
 
         devices.exits.count(crate::stats::ExitKind::Pio);
@@ -509,7 +589,20 @@ mod tests {
         devices.mmio.read(0xe000_0000, &mut [0; 4]);
         // THR-empty interrupts on: the UART raises its line, IO-APIC pin 4 (masked at reset).
         devices.pio.write(u64::from(ports::COM1) + 1, &[0x02]);
+        // A 1-byte IOWIN write and an access past IOWIN: both undefined, both ignored.
+        devices.mmio.write(IOAPIC_BASE + 0x10, &[1]);
+        devices.mmio.read(IOAPIC_BASE + 0x20, &mut [0; 4]);
+        devices.irq_errors.routing.fetch_add(3, Ordering::Relaxed);
+        devices.irq_errors.gsi_lines.fetch_add(1, Ordering::Relaxed);
         let r = devices.report();
+        assert_eq!(
+            r.failures,
+            FailureCounts {
+                routing_errors: 3,
+                gsi_line_errors: 1,
+                ioapic_bad_accesses: 2,
+            }
+        );
         assert_eq!(r.marks.iter().map(|m| m.value).collect::<Vec<_>>(), [7]);
         assert_eq!(r.bench_writes.0, 2);
         assert_eq!(r.unhandled_accesses, 2);
@@ -519,16 +612,93 @@ mod tests {
         assert_eq!(r.ioapic[0].1.masked_edges, 1);
     }
 
+    fn echo() -> SharedDevice {
+        Arc::new(Mutex::new(Echo::default()))
+    }
+
     #[test]
     fn overlapping_windows_are_refused() {
         let mut bus = Bus::default();
-        bus.insert("a", 0x100, 8, Arc::new(Mutex::new(Echo::default())))
-            .unwrap();
-        assert!(bus
-            .insert("b", 0x107, 2, Arc::new(Mutex::new(Echo::default())))
-            .is_err());
-        assert!(bus
-            .insert("c", 0x108, 2, Arc::new(Mutex::new(Echo::default())))
-            .is_ok());
+        bus.insert("a", 0x100, 8, echo()).unwrap();
+        // The last byte of "a", one byte before it, a window around it, the same window.
+        for (base, len) in [(0x107, 2), (0xff, 2), (0xf0, 0x20), (0x100, 8), (0x103, 1)] {
+            assert_eq!(
+                bus.insert("b", base, len, echo()),
+                Err(BusError::Overlap {
+                    what: "b",
+                    base,
+                    len,
+                    other: "a"
+                }),
+                "{base:#x}+{len:#x}"
+            );
+        }
+        // Adjacent on either side is fine.
+        bus.insert("c", 0x108, 2, echo()).unwrap();
+        bus.insert("d", 0xf8, 8, echo()).unwrap();
+        // Kept in address order whatever the insertion order.
+        let bases: Vec<u64> = bus.windows.iter().map(|w| w.base).collect();
+        assert_eq!(bases, [0xf8, 0x100, 0x108]);
+    }
+
+    #[test]
+    fn zero_length_windows_are_refused() {
+        let mut bus = Bus::default();
+        for base in [0, 0x100, u64::MAX] {
+            assert_eq!(
+                bus.insert("empty", base, 0, echo()),
+                Err(BusError::ZeroLength {
+                    what: "empty",
+                    base
+                })
+            );
+        }
+        assert!(bus.windows.is_empty());
+        // Nothing was placed: the address stays unclaimed.
+        bus.write(0x100, &[1]);
+        assert_eq!(bus.unhandled(), 1);
+    }
+
+    #[test]
+    fn windows_past_the_end_of_the_address_space_are_refused() {
+        let mut bus = Bus::default();
+        for (base, len) in [(u64::MAX, 2), (2, u64::MAX), (u64::MAX - 0xfff, 0x1001)] {
+            assert_eq!(
+                bus.insert("wraps", base, len, echo()),
+                Err(BusError::Overflow {
+                    what: "wraps",
+                    base,
+                    len
+                }),
+                "{base:#x}+{len:#x}"
+            );
+        }
+        assert!(bus.windows.is_empty());
+        // A window whose last byte is the last address fits, and is reached there.
+        bus.insert("top", u64::MAX - 0xfff, 0x1000, echo()).unwrap();
+        let mut b = [0u8; 1];
+        bus.read(u64::MAX, &mut b);
+        assert_eq!((b, bus.unhandled()), ([0xff], 0));
+        // The overlap check sees it too.
+        assert!(matches!(
+            bus.insert("top2", u64::MAX, 1, echo()),
+            Err(BusError::Overlap { other: "top", .. })
+        ));
+    }
+
+    #[test]
+    fn a_refused_window_fails_device_setup_with_its_reason() {
+        let e = DeviceError::from(BusError::ZeroLength {
+            what: "PIT",
+            base: 0x40,
+        });
+        assert_eq!(e.to_string(), "PIT window at 0x40 has length 0");
+        let e = DeviceError::from(BusError::Overlap {
+            what: "b",
+            base: 0x107,
+            len: 2,
+            other: "a",
+        });
+        assert_eq!(e.to_string(), "b window 0x107+0x2 overlaps the a window");
     }
 }

@@ -27,21 +27,29 @@ const ISA_IRQ0_PIN: u32 = irqlab_abi::ports::PIT_GSI as u32;
 /// The 8259 cascade input: no IO-APIC pin carries ISA IRQ 2.
 const ISA_CASCADE: u32 = 2;
 
+/// The KVM interrupt calls of one VM that failed: counted by its [`KvmInterrupts`] and its
+/// [`KvmGsiLine`]s, read at the end of the run
+/// ([`Devices::report`](crate::device_manager::Devices::report)). The guest runs on: such a
+/// failure is reported, not fatal.
+#[derive(Debug, Default)]
+pub struct KvmIrqErrors {
+    /// `KVM_SET_GSI_ROUTING` calls that failed when the IO-APIC's routes changed (the
+    /// level-triggered EOI exits of those routes may be missing).
+    pub routing: AtomicU64,
+    /// `KVM_IRQ_LINE` calls KVM refused, over every GSI line.
+    pub gsi_lines: AtomicU64,
+}
+
 /// Sends MSIs and mirrors IO-APIC routes into KVM.
 pub struct KvmInterrupts {
     vm: Arc<VmFd>,
-    /// `KVM_SET_GSI_ROUTING` calls that failed (the level-triggered EOI exits of those routes
-    /// may be missing).
-    pub routing_errors: AtomicU64,
+    errors: Arc<KvmIrqErrors>,
 }
 
 impl KvmInterrupts {
-    /// Interrupts of `vm`.
-    pub fn new(vm: Arc<VmFd>) -> Self {
-        KvmInterrupts {
-            vm,
-            routing_errors: AtomicU64::new(0),
-        }
+    /// Interrupts of `vm`, counting failed routing updates in `errors`.
+    pub fn new(vm: Arc<VmFd>, errors: Arc<KvmIrqErrors>) -> Self {
+        KvmInterrupts { vm, errors }
     }
 
     fn set_routing(&self, entries: &[kvm_irq_routing_entry]) -> Result<(), kvm_ioctls::Error> {
@@ -119,7 +127,7 @@ impl MsiSink for KvmInterrupts {
             })
             .collect();
         if self.set_routing(&entries).is_err() {
-            self.routing_errors.fetch_add(1, Ordering::Relaxed);
+            self.errors.routing.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -128,25 +136,20 @@ impl MsiSink for KvmInterrupts {
 pub struct KvmGsiLine {
     vm: Arc<VmFd>,
     gsi: u32,
-    /// Calls KVM refused.
-    pub errors: AtomicU64,
+    errors: Arc<KvmIrqErrors>,
 }
 
 impl KvmGsiLine {
-    /// Line `gsi` of `vm`.
-    pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
-        KvmGsiLine {
-            vm,
-            gsi,
-            errors: AtomicU64::new(0),
-        }
+    /// Line `gsi` of `vm`, counting the calls KVM refuses in `errors`.
+    pub fn new(vm: Arc<VmFd>, gsi: u32, errors: Arc<KvmIrqErrors>) -> Self {
+        KvmGsiLine { vm, gsi, errors }
     }
 }
 
 impl IrqLine for KvmGsiLine {
     fn set_level(&self, level: bool) {
         if self.vm.set_irq_line(self.gsi, level).is_err() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.errors.gsi_lines.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -173,5 +176,47 @@ impl IrqLine for IoApicPin {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .set_irq(self.pin, level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM without an in-kernel irqchip: KVM refuses both routing and `KVM_IRQ_LINE`.
+    fn bare_vm() -> Option<Arc<VmFd>> {
+        let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+            println!("SKIP: no /dev/kvm");
+            return None;
+        };
+        Some(Arc::new(kvm.create_vm().unwrap()))
+    }
+
+    #[test]
+    fn refused_calls_are_counted_in_the_shared_errors() {
+        let Some(vm) = bare_vm() else {
+            return;
+        };
+        let errors = Arc::new(KvmIrqErrors::default());
+        let lines: Vec<KvmGsiLine> = (0..2)
+            .map(|gsi| KvmGsiLine::new(vm.clone(), gsi, errors.clone()))
+            .collect();
+        lines[0].set_level(true);
+        lines[1].set_level(true);
+        lines[1].set_level(false);
+        assert_eq!(errors.gsi_lines.load(Ordering::Relaxed), 3);
+
+        let irqs = KvmInterrupts::new(vm, errors.clone());
+        irqs.routes_changed(&[PinRoute {
+            pin: 0,
+            msi: MsiMessage {
+                address: 0xfee0_0000,
+                data: 0x30,
+            },
+            level: true,
+            masked: false,
+        }]);
+        assert_eq!(errors.routing.load(Ordering::Relaxed), 1);
+        assert_eq!(errors.gsi_lines.load(Ordering::Relaxed), 3);
     }
 }

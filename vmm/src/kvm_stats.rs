@@ -10,8 +10,12 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
-/// `KVM_GET_STATS_FD` = `_IO(KVMIO, 0xce)`.
-const KVM_GET_STATS_FD: libc::c_ulong = 0xae00 | 0xce;
+/// The ioctl numbers kvm-ioctls does not define.
+mod ioctls {
+    // `KVM_GET_STATS_FD` = `_IO(KVMIO, 0xce)` (include/uapi/linux/kvm.h).
+    vmm_sys_util::ioctl_io_nr!(KVM_GET_STATS_FD, kvm_bindings::KVMIO, 0xce);
+}
+use ioctls::KVM_GET_STATS_FD;
 
 /// Stats errors.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +52,7 @@ impl VcpuStats {
     /// Opens the stats of the vCPU behind `vcpu_fd`.
     pub fn open(vcpu_fd: &impl AsRawFd) -> Result<VcpuStats, StatsError> {
         // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new descriptor or -1.
-        let fd = unsafe { libc::ioctl(vcpu_fd.as_raw_fd(), KVM_GET_STATS_FD as _) };
+        let fd = unsafe { libc::ioctl(vcpu_fd.as_raw_fd(), KVM_GET_STATS_FD() as _) };
         if fd < 0 {
             return Err(StatsError::Ioctl(std::io::Error::last_os_error()));
         }
@@ -125,6 +129,12 @@ impl VcpuStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stats_fd_ioctl_number_is_the_kernels() {
+        // `_IO(0xAE, 0xce)`: no direction, no size, type 0xAE, number 0xce.
+        assert_eq!(KVM_GET_STATS_FD(), 0xAECE);
+    }
 
     #[test]
     fn a_vcpu_exports_the_exit_counters() {

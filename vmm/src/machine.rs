@@ -23,7 +23,7 @@ use crate::device_manager::{DeviceError, Devices};
 use crate::memory::GuestMemory;
 use crate::outcome::Outcome;
 use crate::sandbox::{Sandbox, SandboxError, SandboxScope};
-use crate::stats::{ExitCounts, Mark};
+use crate::stats::{ExitCounts, FailureCounts, Mark};
 use crate::stop::StopSignals;
 use crate::trace::Tracer;
 use crate::vcpu::Vcpu;
@@ -170,6 +170,9 @@ pub struct RunReport {
     /// Console bytes that never reached stdout: its reader stalled or closed it (the guest
     /// is never held up by a slow reader; see [`crate::console`]).
     pub console_dropped: u64,
+    /// Failed KVM interrupt calls and ignored IO-APIC accesses (the run went on; also in the
+    /// trace's `summary.json`).
+    pub failures: FailureCounts,
     /// Userspace exits by reason over the whole run.
     pub exits: ExitCounts,
     /// Marks the guest wrote to the mark port.

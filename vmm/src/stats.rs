@@ -7,6 +7,7 @@
 //! strictly between two marks are `b.exits.total - a.exits.total - 1`.
 
 use irqlab_devices::BusDevice;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -86,6 +87,49 @@ impl ExitCounters {
     }
 }
 
+/// Failures a run survived that may have changed what the guest saw: counted by the KVM
+/// interrupt paths ([`crate::interrupts::KvmIrqErrors`]) and the userspace IO-APIC, shown at
+/// the end of a run (when not zero) and in a trace's `summary.json` (where a summary written
+/// before they existed reads as zeros).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FailureCounts {
+    /// `KVM_SET_GSI_ROUTING` calls that failed when the userspace IO-APIC's routes changed
+    /// (split irqchip): KVM may then miss the EOIs of level-triggered pins.
+    pub routing_errors: u64,
+    /// `KVM_IRQ_LINE` calls KVM refused, over every GSI line (kernel irqchip).
+    pub gsi_line_errors: u64,
+    /// Guest accesses to the userspace IO-APIC at an offset, width or register index it does
+    /// not define (ignored; split irqchip).
+    pub ioapic_bad_accesses: u64,
+}
+
+impl FailureCounts {
+    /// One sentence per counter that is not zero (none for a clean run).
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.routing_errors > 0 {
+            lines.push(format!(
+                "interrupts: {} KVM_SET_GSI_ROUTING calls failed (KVM may miss the EOIs of level-triggered IO-APIC pins)",
+                self.routing_errors
+            ));
+        }
+        if self.gsi_line_errors > 0 {
+            lines.push(format!(
+                "interrupts: {} KVM_IRQ_LINE calls failed (those GSI changes never reached the in-kernel irqchip)",
+                self.gsi_line_errors
+            ));
+        }
+        if self.ioapic_bad_accesses > 0 {
+            lines.push(format!(
+                "IO-APIC: {} guest accesses of an undefined offset, width or register were ignored",
+                self.ioapic_bad_accesses
+            ));
+        }
+        lines
+    }
+}
+
 /// One guest mark.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
@@ -151,6 +195,39 @@ mod tests {
         assert_eq!((m[0].value, m[1].value), (7, 8));
         let d = m[1].exits.since(&m[0].exits);
         assert_eq!((d.pio, d.mmio, d.total()), (1, 1, 2));
+    }
+
+    #[test]
+    fn failures_are_described_only_when_counted() {
+        assert!(FailureCounts::default().describe().is_empty());
+        let lines = FailureCounts {
+            routing_errors: 0,
+            gsi_line_errors: 2,
+            ioapic_bad_accesses: 7,
+        }
+        .describe();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("interrupts: 2 KVM_IRQ_LINE calls failed"));
+        assert!(lines[1].starts_with("IO-APIC: 7 guest accesses"));
+        let lines = FailureCounts {
+            routing_errors: 1,
+            ..Default::default()
+        }
+        .describe();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("interrupts: 1 KVM_SET_GSI_ROUTING calls failed"));
+    }
+
+    #[test]
+    fn failure_counts_read_from_partial_json() {
+        let f: FailureCounts = serde_json::from_str(r#"{"ioapic_bad_accesses":3}"#).unwrap();
+        assert_eq!(
+            f,
+            FailureCounts {
+                ioapic_bad_accesses: 3,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -520,6 +520,7 @@ mod tests {
             crate::device_manager::IrqWiring::Split {
                 ioapic: Arc::new(Nothing),
                 msi: Arc::new(Nothing),
+                errors: Default::default(),
             },
             Arc::new(Nothing),
             None,

@@ -241,6 +241,9 @@ fn run_in(args: &RunArgs) -> Ending {
                     report.console_dropped
                 );
             }
+            for line in report.failures.describe() {
+                eprintln!("irqlab: {line}");
+            }
             Ending {
                 code: report.outcome.exit_code(),
                 line: report.outcome.explain(),

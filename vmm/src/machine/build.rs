@@ -8,7 +8,7 @@ use crate::arch::x86_64::{boot_info, cpuid, gdt, paging, BootError};
 use crate::config::{IrqchipMode, KernelSource, VmConfig};
 use crate::console::ConsoleOut;
 use crate::device_manager::{Board, Devices, IrqWiring};
-use crate::interrupts::{KvmGsiLine, KvmInterrupts};
+use crate::interrupts::{KvmGsiLine, KvmInterrupts, KvmIrqErrors};
 use crate::loader::KernelImage;
 use crate::memory::GuestMemory;
 use crate::ram_layout::TopOfRam;
@@ -288,7 +288,8 @@ fn irq_wiring(
     vm_fd: &Arc<VmFd>,
     tracer: Option<&Arc<Tracer>>,
 ) -> Result<IrqWiring, SetupError> {
-    let kvm_irqs = Arc::new(KvmInterrupts::new(vm_fd.clone()));
+    let errors = Arc::new(KvmIrqErrors::default());
+    let kvm_irqs = Arc::new(KvmInterrupts::new(vm_fd.clone(), errors.clone()));
     let sink = |source: &str| -> Arc<dyn irqlab_devices::MsiSink> {
         match tracer {
             Some(t) => Arc::new(TracedSink::new(
@@ -303,6 +304,7 @@ fn irq_wiring(
         IrqchipMode::Split => IrqWiring::Split {
             ioapic: sink("ioapic"),
             msi: sink(MSI_SOURCE_NAME),
+            errors,
         },
         IrqchipMode::Kernel => {
             kvm_irqs
@@ -315,7 +317,7 @@ fn irq_wiring(
             // when tracing.
             let gsi_lines = (0..irqlab_devices::ioapic::NUM_PINS as u8)
                 .map(|gsi| -> Arc<dyn irqlab_devices::IrqLine> {
-                    let line = Arc::new(KvmGsiLine::new(vm_fd.clone(), gsi.into()));
+                    let line = Arc::new(KvmGsiLine::new(vm_fd.clone(), gsi.into(), errors.clone()));
                     match tracer {
                         Some(t) => Arc::new(TracedLine::new(
                             line,
@@ -331,6 +333,7 @@ fn irq_wiring(
             IrqWiring::Kernel {
                 msi: sink(MSI_SOURCE_NAME),
                 gsi_lines,
+                errors,
             }
         }
     })

@@ -132,7 +132,7 @@ impl Machine {
         let (trace, trace_error) = match &tracer {
             Some(t) => {
                 t.ring.lock().unwrap_or_else(|p| p.into_inner()).drain(&mem);
-                match crate::trace::output::write_all(t) {
+                match crate::trace::output::write_all(t, counted.failures) {
                     Ok(s) => (Some(s), None),
                     Err(e) => (
                         None,
@@ -171,6 +171,7 @@ impl Machine {
             bench_writes: counted.bench_writes,
             console_dropped: counted.console_dropped,
             unhandled_accesses: counted.unhandled_accesses,
+            failures: counted.failures,
             exits: counted.exits,
             marks: counted.marks,
             pit: counted.pit,

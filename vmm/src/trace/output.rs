@@ -18,6 +18,7 @@
 
 use super::stream::Aggregates;
 use super::{lock, TraceMode, Tracer};
+use crate::stats::FailureCounts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -139,6 +140,10 @@ pub struct Summary {
     pub kvm_after_last_doorbell: BTreeMap<String, u64>,
     /// Largest TSC offset uncertainty (cycles).
     pub tsc_offset_uncertainty: u64,
+    /// Failed KVM interrupt calls and ignored IO-APIC accesses over the run (zeros in a
+    /// summary written before they were recorded).
+    #[serde(default)]
+    pub failures: FailureCounts,
 }
 
 /// A latency for a table: "–" when unknown.
@@ -147,9 +152,9 @@ fn us(v: Option<f64>) -> String {
 }
 
 /// Stops the trace writer (which writes the rest of `interrupts.jsonl` and `trace.json`),
-/// then writes `summary.json` and `latency.svg`; returns the summary (also printed by the
-/// caller).
-pub fn write_all(tracer: &Tracer) -> std::io::Result<Summary> {
+/// then writes `summary.json` (with the run's `failures`) and `latency.svg`; returns the
+/// summary (also printed by the caller).
+pub fn write_all(tracer: &Tracer, failures: FailureCounts) -> std::io::Result<Summary> {
     let writer = lock(&tracer.writer).take();
     let agg = match writer {
         Some(w) => w.finish()?,
@@ -158,7 +163,10 @@ pub fn write_all(tracer: &Tracer) -> std::io::Result<Summary> {
             None => return Err(std::io::Error::other("the trace was already written")),
         },
     };
-    let summary = summary(tracer, &agg);
+    let summary = Summary {
+        failures,
+        ..summary(tracer, &agg)
+    };
     let dir = tracer.dir();
     std::fs::write(
         dir.join("summary.json"),
@@ -278,6 +286,7 @@ fn summary(tracer: &Tracer, agg: &Aggregates) -> Summary {
         },
         kvm_after_last_doorbell: tail,
         tsc_offset_uncertainty: agg.slack,
+        failures: FailureCounts::default(),
     }
 }
 
@@ -347,6 +356,27 @@ mod tests {
         let s: Summary = serde_json::from_str(text).unwrap();
         assert_eq!(s.dropped_exit_records, 0);
         assert!(s.sources["pit"].vectors.is_empty());
+        assert_eq!(s.failures, FailureCounts::default());
         assert!(table(&s).contains("0 exit records dropped"));
+    }
+
+    #[test]
+    fn failures_are_written_and_read_back() {
+        let text = r#"{"mode":"ring","tsc_khz":1000,"sources":{},"records":0,"lost_records":0,
+            "dropped_events":0,"order_violations":0,"order_ok_ratio":1.0,"userspace_exits":0,
+            "kvm_totals":{},"kvm_attributed":{},"doorbell_exits":0,
+            "kvm_after_last_doorbell":{},"tsc_offset_uncertainty":0}"#;
+        let mut s: Summary = serde_json::from_str(text).unwrap();
+        s.failures = FailureCounts {
+            routing_errors: 1,
+            gsi_line_errors: 0,
+            ioapic_bad_accesses: 42,
+        };
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["failures"]["ioapic_bad_accesses"], 42);
+        assert_eq!(json["failures"]["routing_errors"], 1);
+        assert_eq!(json["failures"]["gsi_line_errors"], 0);
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert_eq!(back.failures, s.failures);
     }
 }
