@@ -133,6 +133,12 @@ pub fn lost_linux_boots() -> Option<String> {
         .find(|l| l.starts_with("linux-boots ") && !l.contains(" lost 0 of "))
 }
 
+/// The gaps file's line starting with `prefix` (the lane's notes on the platform, e.g.
+/// `linux-smp …`), if any.
+pub fn emulator_gap_line(prefix: &str) -> Option<String> {
+    gap_lines().into_iter().find(|l| l.starts_with(prefix))
+}
+
 /// Whether check `name` failed as a known emulator gap (any recorded `FAIL name: ` line).
 pub fn emulator_gap_named(name: &str) -> bool {
     let prefix = format!("FAIL {name}: ");
