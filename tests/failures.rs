@@ -171,6 +171,25 @@ fn guest_that_hangs_hits_the_watchdog() {
 }
 
 #[test]
+fn a_guest_parked_with_its_apic_off_ends_by_the_watchdog() {
+    if !kvm_or_skip("a_guest_parked_with_its_apic_off_ends_by_the_watchdog") {
+        return;
+    }
+    // The nested lane's park VM: the vCPU clears IA32_APIC_BASE.EN and halts with interrupts
+    // off; only the watchdog (or a signal) ends such a run.
+    let (code, out, err) = run(&[
+        "run",
+        "--cmdline",
+        "crash=park-apic-off",
+        "--timeout",
+        "0.5",
+    ]);
+    assert_eq!(code, i32::from(code::TIMEOUT), "{out}{err}");
+    assert_one_line_error(&err, "watchdog: guest still running after 0.5 s");
+    assert!(out.contains("local APIC hardware-disabled"), "{out}");
+}
+
+#[test]
 fn guest_panic_is_reported_with_its_status() {
     if !kvm_or_skip("guest_panic_is_reported_with_its_status") {
         return;

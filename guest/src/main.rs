@@ -221,7 +221,7 @@ impl Runs {
 }
 
 /// Deliberate failures the VMM's tests use:
-/// `crash=triple-fault|double-fault|kernel-fault|hang|flood|panic|status:N|reboot-acpi|reboot-kbd|reboot-cf9`.
+/// `crash=triple-fault|double-fault|kernel-fault|hang|park-apic-off|flood|panic|status:N|reboot-acpi|reboot-kbd|reboot-cf9`.
 fn crash_modes(boot: &Boot) {
     match boot.cmdline.get("crash") {
         None => {}
@@ -244,6 +244,23 @@ fn crash_modes(boot: &Boot) {
             println!("crash: spinning with interrupts off");
             loop {
                 core::hint::spin_loop();
+            }
+        }
+        Some("park-apic-off") => {
+            // The nested lane keeps one such guest alive for its whole run: while this vCPU's
+            // local APIC is hardware-disabled, KVM's apic_hw_disabled static key never drops
+            // to 0, so other VMs enabling and disabling their APICs never make the host
+            // kernel re-patch its code (which QEMU's multi-threaded TCG gets wrong).
+            println!("crash: local APIC hardware-disabled (IA32_APIC_BASE.EN clear), parked with interrupts off");
+            // SAFETY: IA32_APIC_BASE (0x1b) with EN (bit 11) clear disables the local APIC;
+            // this CPU takes no interrupt from here on and halts for ever.
+            unsafe {
+                let base = cpu::rdmsr(0x1b);
+                cpu::wrmsr(0x1b, base & !(1 << 11));
+            }
+            loop {
+                // SAFETY: interrupts are off: hlt parks the CPU (KVM blocks the vCPU).
+                unsafe { core::arch::asm!("cli", "hlt") };
             }
         }
         Some("panic") => panic!("requested by the command line"),
