@@ -116,7 +116,15 @@ impl Outcome {
     /// is one the same kernel showed under plain QEMU TCG (a known emulator gap, see
     /// `kvm_unit_tests_gaps`) and the kernel exited 1 for them.
     fn passed_cleanly(&self, kernel: &str, what: &str) {
-        let gaps = kvm_unit_tests_gaps(kernel);
+        let mut gaps = kvm_unit_tests_gaps(kernel);
+        if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
+            for check in TIMING_WINDOW_CHECKS {
+                if self.tag(check) == Some("FAIL") {
+                    println!("NOT JUDGED on an emulated CPU's clock ({kernel}): {check}");
+                    gaps.push(check.to_string());
+                }
+            }
+        }
         for (t, n) in &self.checks {
             if t == "FAIL" && gaps.contains(n) {
                 println!("KNOWN EMULATOR GAP ({kernel} fails it under plain QEMU TCG too): {n}");
@@ -132,6 +140,18 @@ impl Outcome {
         assert_eq!(self.code, want, "{what}:\n{}\n{}", self.out, self.err);
     }
 }
+
+/// apic checks that read the LAPIC timer's current count within half a period (~5 ms) of an
+/// earlier read. Under the nested lane's TCG two guest instructions can be further apart than
+/// that, and the periodic timer reloads in between (seen: "TMCCT should not be reset to TMICT
+/// value" failed in 2 of 4 runs; the suite's own harness passed it). Like timer rates, they
+/// are reported, not judged, where `IRQLAB_UNTRUSTED_CLOCK` is set; everywhere else they must
+/// pass.
+const TIMING_WINDOW_CHECKS: &[&str] = &[
+    "TMCCT should not be reset to TMICT value",
+    "TMCCT should be reset to the initial-count",
+    "TMCCT should not be reset to init",
+];
 
 /// Checks the host's late injection and EOI-at-injection break on kvm-pvm (either model).
 const PVM_IOAPIC_FAILS: &[&str] = &[
