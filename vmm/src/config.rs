@@ -91,6 +91,7 @@ struct FileConfig {
     initrd: Option<Spanned<String>>,
     modules: Option<Vec<Spanned<String>>>,
     testdev: Option<bool>,
+    x2apic: Option<bool>,
     seccomp: Option<bool>,
 }
 
@@ -131,6 +132,8 @@ pub struct Overrides {
     pub serial_log: Option<PathBuf>,
     /// `--testdev on|off`.
     pub testdev: Option<bool>,
+    /// `--x2apic on|off`.
+    pub x2apic: Option<bool>,
     /// `--no-seccomp` (`Some(false)`).
     pub seccomp: Option<bool>,
 }
@@ -167,6 +170,9 @@ pub struct VmConfig {
     /// Map the pc-testdev-compatible test device (kvm-unit-tests' harness device); `None`:
     /// only for kvm-unit-tests kernels, recognised by their image.
     pub testdev: Option<bool>,
+    /// Offer x2APIC mode in CPUID (CPUID.1:ECX.x2APIC) where KVM supports it; `false` gives
+    /// the guest an xAPIC-only CPU (kvm-unit-tests' `xapic` entry: `-cpu …,-x2apic`).
+    pub x2apic: bool,
     /// Confine irqlab's threads with seccomp filters (see [`crate::sandbox`]); `false` for
     /// debugging (`seccomp = false`, `--no-seccomp`).
     pub seccomp: bool,
@@ -198,6 +204,7 @@ impl Default for VmConfig {
             modules: Vec::new(),
             origins: InputOrigins::default(),
             testdev: None,
+            x2apic: true,
             seccomp: true,
         }
     }
@@ -355,6 +362,9 @@ impl VmConfig {
         if let Some(t) = file.testdev {
             cfg.testdev = Some(t);
         }
+        if let Some(x) = file.x2apic {
+            cfg.x2apic = x;
+        }
         if let Some(s) = file.seccomp {
             cfg.seccomp = s;
         }
@@ -482,6 +492,9 @@ impl VmConfig {
         }
         if let Some(t) = o.testdev {
             self.testdev = Some(t);
+        }
+        if let Some(x) = o.x2apic {
+            self.x2apic = x;
         }
         if let Some(s) = o.seccomp {
             self.seccomp = s;

@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// kvm-unit-tests kernels only.
     #[arg(long, value_enum, value_name = "on|off")]
     testdev: Option<OnOff>,
+    /// x2APIC mode in CPUID (default on where KVM supports it); off gives an xAPIC-only CPU
+    /// (kvm-unit-tests' `xapic` entry).
+    #[arg(long, value_enum, value_name = "on|off")]
+    x2apic: Option<OnOff>,
     /// Run without the seccomp sandbox (for debugging; config key `seccomp = false`).
     #[arg(long)]
     no_seccomp: bool,
@@ -119,6 +123,7 @@ pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigErr
         trace_dir: args.trace.clone(),
         initrd: args.initrd.clone(),
         testdev: args.testdev.map(|t| matches!(t, OnOff::On)),
+        x2apic: args.x2apic.map(|x| matches!(x, OnOff::On)),
         seccomp: args.no_seccomp.then_some(false),
         boot: args.boot.map(Into::into),
         trace_mode: args.trace_mode.map(|m| match m {

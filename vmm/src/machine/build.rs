@@ -80,7 +80,7 @@ impl Machine {
         } else {
             paging::write(&mem)?
         };
-        let mut vcpus = create_vcpus(&kvm, &vm_fd, config.vcpus)?;
+        let mut vcpus = create_vcpus(&kvm, &vm_fd, config.vcpus, config.x2apic)?;
         let tsc_khz = vcpus[0].fd.get_tsc_khz().map(u64::from).unwrap_or(0);
         // Shared with the VMM, at the top of RAM, page-aligned: the trace ring, and below it
         // one posted-interrupt descriptor per vCPU (NV = 0xeb, NDST = the vCPU's APIC ID).
@@ -206,10 +206,15 @@ impl Machine {
     }
 }
 
-/// Creates the vCPUs with their CPUID. Application processors stay in KVM's wait-for-SIPI
-/// state until the guest starts them; the boot CPU is entered later, once the boot
-/// structures are written ([`boot::enter`]).
-fn create_vcpus(kvm: &Kvm, vm_fd: &VmFd, count: u8) -> Result<Vec<Vcpu>, SetupError> {
+/// Creates the vCPUs with their CPUID (x2APIC offered or not). Application processors stay in
+/// KVM's wait-for-SIPI state until the guest starts them; the boot CPU is entered later, once
+/// the boot structures are written ([`boot::enter`]).
+fn create_vcpus(
+    kvm: &Kvm,
+    vm_fd: &VmFd,
+    count: u8,
+    x2apic: bool,
+) -> Result<Vec<Vcpu>, SetupError> {
     let supported = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|source| vm::VmError::Ioctl {
@@ -218,6 +223,7 @@ fn create_vcpus(kvm: &Kvm, vm_fd: &VmFd, count: u8) -> Result<Vec<Vcpu>, SetupEr
         })?;
     let features = cpuid::HostFeatures {
         tsc_deadline: kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer),
+        x2apic,
     };
     let mut vcpus = Vec::with_capacity(count.into());
     for id in 0..count {
