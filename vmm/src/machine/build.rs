@@ -209,12 +209,7 @@ impl Machine {
 /// Creates the vCPUs with their CPUID (x2APIC offered or not). Application processors stay in
 /// KVM's wait-for-SIPI state until the guest starts them; the boot CPU is entered later, once
 /// the boot structures are written ([`boot::enter`]).
-fn create_vcpus(
-    kvm: &Kvm,
-    vm_fd: &VmFd,
-    count: u8,
-    x2apic: bool,
-) -> Result<Vec<Vcpu>, SetupError> {
+fn create_vcpus(kvm: &Kvm, vm_fd: &VmFd, count: u8, x2apic: bool) -> Result<Vec<Vcpu>, SetupError> {
     let supported = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .map_err(|source| vm::VmError::Ioctl {
