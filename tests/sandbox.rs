@@ -145,7 +145,18 @@ fn every_thread_runs_under_its_filter_with_no_new_privs() {
         None,
     );
     let pid = child.id();
-    let threads = wait_for_threads(pid, &THREADS, |t| t.seccomp == Some(2));
+    // The vCPU threads stack a second filter (clone3 -> ENOSYS) and the MSI source's worker
+    // inherits both under its own, which it installs right after it starts: wait until every
+    // thread shows its final count where the kernel shows one (else a worker seen between
+    // its start and its own filter has 2).
+    let want = |comm: &str| match comm {
+        c if c.starts_with("vcpu") => 2,
+        "msi-source" => 3,
+        _ => 1,
+    };
+    let threads = wait_for_threads(pid, &THREADS, |t| {
+        t.seccomp == Some(2) && t.filters.is_none_or(|n| n == want(&t.comm))
+    });
     let (code, err) = terminate(child, stdin);
     for name in THREADS {
         assert!(
@@ -160,15 +171,13 @@ fn every_thread_runs_under_its_filter_with_no_new_privs() {
             "thread {} is not confined (Seccomp: 2, NoNewPrivs: 1 expected): {threads:?}",
             t.comm
         );
-        // The vCPU threads stack a second filter (clone3 -> ENOSYS) and the MSI source's
-        // worker inherits both under its own; where the kernel shows the count, check it.
         if let Some(n) = t.filters {
-            let want = match t.comm.as_str() {
-                c if c.starts_with("vcpu") => 2,
-                "msi-source" => 3,
-                _ => 1,
-            };
-            assert_eq!(n, want, "Seccomp_filters of {}: {threads:?}", t.comm);
+            assert_eq!(
+                n,
+                want(&t.comm),
+                "Seccomp_filters of {}: {threads:?}",
+                t.comm
+            );
         }
     }
     assert_eq!(code, i32::from(code::SIGTERM), "{err}");
