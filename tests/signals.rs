@@ -208,6 +208,24 @@ fn start(input: Input, args: &[&str]) -> Running {
     }
 }
 
+/// A PIT run that outlasts any test (until a signal ends it).
+const LONG_PIT: &str = "run=timer timer=pit hz=1000 ticks=1000000 tolerance=100";
+
+/// [`start`] under a pty with guest command line `cmdline`, traced into `dir`, 60 s watchdog.
+fn start_traced(cmdline: &str, dir: &std::path::Path) -> Running {
+    start(
+        Input::Pty,
+        &[
+            "--cmdline",
+            cmdline,
+            "--trace",
+            dir.to_str().unwrap(),
+            "--timeout",
+            "60",
+        ],
+    )
+}
+
 /// The signals blocked in a process's main thread (`SigBlk` of /proc/PID/status).
 fn blocked_signals(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -423,17 +441,7 @@ fn pty_hangup_ends_a_traced_run_with_129_and_a_complete_trace() {
         return;
     }
     let dir = scratch("sig-hangup").join("trace");
-    let mut r = start(
-        Input::Pty,
-        &[
-            "--cmdline",
-            "run=timer timer=pit hz=1000 ticks=1000000 tolerance=100",
-            "--trace",
-            dir.to_str().unwrap(),
-            "--timeout",
-            "60",
-        ],
-    );
+    let mut r = start_traced(LONG_PIT, &dir);
     r.wait_for_output("PASS pit-latch");
     r.hang_up();
     let (_, line) = r.expect_stopped_by(libc::SIGHUP, "terminal hung up during a traced run");
@@ -589,17 +597,7 @@ fn pty_sigterm_while_the_trace_is_written_after_the_guest_exited() {
         return;
     }
     let (dir, fifo) = fifo_trace_dir("sig-trace-exit");
-    let mut r = start(
-        Input::Pty,
-        &[
-            "--cmdline",
-            SHORT_TRACED,
-            "--trace",
-            dir.to_str().unwrap(),
-            "--timeout",
-            "60",
-        ],
-    );
+    let mut r = start_traced(SHORT_TRACED, &dir);
     wait_readable(&fifo, Some(&mut r));
     r.send(Send::Term);
     let interrupts = drain(fifo);
@@ -620,17 +618,7 @@ fn pty_sighup_or_sigquit_while_the_trace_is_written_after_the_guest_exited() {
     }
     for how in [Send::Hup, Send::Quit] {
         let (dir, fifo) = fifo_trace_dir(&format!("sig-trace-exit-{how:?}"));
-        let mut r = start(
-            Input::Pty,
-            &[
-                "--cmdline",
-                SHORT_TRACED,
-                "--trace",
-                dir.to_str().unwrap(),
-                "--timeout",
-                "60",
-            ],
-        );
+        let mut r = start_traced(SHORT_TRACED, &dir);
         wait_readable(&fifo, Some(&mut r));
         r.send(how);
         let interrupts = drain(fifo);
@@ -649,17 +637,7 @@ fn pty_second_signal_while_the_trace_is_written() {
         return;
     }
     let (dir, fifo) = fifo_trace_dir("sig-trace-twice");
-    let mut r = start(
-        Input::Pty,
-        &[
-            "--cmdline",
-            "run=timer timer=pit hz=1000 ticks=1000000 tolerance=100",
-            "--trace",
-            dir.to_str().unwrap(),
-            "--timeout",
-            "60",
-        ],
-    );
+    let mut r = start_traced(LONG_PIT, &dir);
     r.wait_for_output("PASS pit-latch");
     r.send(Send::CtrlC);
     // Whether this lands while the trace is written (it does when there is more than a page

@@ -151,6 +151,12 @@ pub fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
 
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
     fn scratch(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("irqlab-input-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -168,9 +174,7 @@ mod tests {
         );
         assert_eq!(err(&d), "is a directory, not a regular file");
         let fifo = d.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        mkfifo(&fifo);
         // Returns at once: no writer is needed to find out it is a FIFO.
         assert_eq!(err(&fifo), "is a FIFO (named pipe), not a regular file");
         assert_eq!(
@@ -196,9 +200,7 @@ mod tests {
         );
         assert_eq!(err(&d), "is a directory, not a regular file");
         let fifo = d.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        mkfifo(&fifo);
         // Returns at once without a reader, and is refused with one.
         assert_eq!(err(&fifo), "is a FIFO (named pipe), not a regular file");
         let reader = std::fs::OpenOptions::new()
