@@ -17,6 +17,7 @@ pub mod msi_source;
 pub mod ports;
 pub mod posted;
 pub mod pvh;
+pub mod stats;
 pub mod status;
 pub mod syscall;
 pub mod trace;

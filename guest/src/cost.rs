@@ -24,7 +24,7 @@ struct Stats {
 fn stats(samples: &mut [u32]) -> Stats {
     samples.sort_unstable();
     let n = samples.len();
-    let at = |q: usize| samples[(n * q / 100).min(n - 1)];
+    let at = |pct: u32| samples[irqlab_abi::stats::nearest_rank(n, pct).unwrap_or(0)];
     Stats {
         min: samples[0],
         median: at(50),

@@ -75,7 +75,7 @@ pub(super) fn boot(a: &BootArgs) -> anyhow::Result<()> {
     println!(
         "  median {med:.2} ms   min {:.2} ms   p90 {:.2} ms   target <= 20 ms: {}",
         walls.iter().cloned().fold(f64::INFINITY, f64::min),
-        percentile(&mut walls, 0.9),
+        percentile(&mut walls, 90),
         verdict(med <= 20.0)
     );
     let oh = median(&mut overheads);

@@ -54,12 +54,11 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+/// The `pct`-th percentile (0–100) of `v`: the nearest rank, the definition the guest's cost
+/// table uses too ([`irqlab_abi::stats::nearest_rank`]). NaN for no samples.
+fn percentile(v: &mut [f64], pct: u32) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n => v[((n - 1) as f64 * p).round() as usize],
-    }
+    irqlab_abi::stats::nearest_rank(v.len(), pct).map_or(f64::NAN, |i| v[i])
 }
 
 fn quiet_run(cfg: &VmConfig) -> anyhow::Result<RunReport> {
