@@ -129,20 +129,22 @@ impl Outcome {
     /// is one the same kernel showed under plain QEMU TCG (a known emulator gap, see
     /// `kvm_unit_tests_gaps`) and the kernel exited 1 for them.
     fn passed_cleanly(&self, kernel: &str, what: &str) {
-        let mut gaps = kvm_unit_tests_gaps(kernel);
+        let gaps = kvm_unit_tests_gaps(kernel);
+        let mut accepted = gaps.clone();
         if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
             for check in TIMING_WINDOW_CHECKS {
                 if self.tag(check) == Some("FAIL") {
                     println!("NOT JUDGED on an emulated CPU's clock ({kernel}): {check}");
-                    gaps.push(check.to_string());
+                    accepted.push(check.to_string());
                 }
             }
         }
         for (t, n) in &self.checks {
             if t == "FAIL" && gaps.contains(n) {
-                println!("KNOWN EMULATOR GAP ({kernel} fails it under plain QEMU TCG too): {n}");
+                println!("KNOWN EMULATOR GAP ({kernel}: the same FAIL is recorded evidence): {n}");
             }
         }
+        let gaps = accepted;
         let fails = self
             .checks
             .iter()
