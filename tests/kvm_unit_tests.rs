@@ -245,17 +245,18 @@ fn apic() {
             "x2apic not detected"
         };
         assert!(r.out.contains(mode), "{what}: no {mode:?}\n{}", r.out);
-        assert!(
-            r.count("PASS") >= passes,
-            "{what}: {} PASS\n{}",
-            r.count("PASS"),
-            r.out
-        );
         if on_pvm() {
+            assert!(
+                r.count("PASS") >= passes,
+                "{what}: {} PASS\n{}",
+                r.count("PASS"),
+                r.out
+            );
             assert_eq!(r.count("FAIL"), 0, "{what}:\n{}", r.out);
             // test_pv_ipi's vmcall never returns on kvm-pvm (QEMU stops at the same place).
             assert_eq!(r.code, 74, "{what}: {}", r.err);
         } else {
+            // The kernel ran to its summary: every check judged (gaps only with evidence).
             r.passed_cleanly("apic", &what);
         }
     }
