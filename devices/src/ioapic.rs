@@ -55,6 +55,7 @@
 //! ```
 
 use crate::{le_value, BusDevice, MsiMessage, MsiOutcome, MsiSink};
+use irqlab_x86::msi::Msi;
 use std::sync::Arc;
 
 /// Size of the MMIO window the VMM maps (one page).
@@ -109,14 +110,6 @@ const DEST_SHIFT: u32 = 56;
 const READ_ONLY: u64 = DELIVERY_STATUS | REMOTE_IRR;
 /// Reset value: masked, everything else zero (§3.2.4).
 const ENTRY_RESET: u64 = MASKED;
-
-/// MSI address base (Intel SDM vol. 3 §11.11.1).
-const MSI_ADDRESS_BASE: u64 = 0xfee0_0000;
-const MSI_ADDR_DEST_SHIFT: u32 = 12;
-const MSI_ADDR_REDIRECTION_HINT: u64 = 1 << 3;
-const MSI_ADDR_DEST_LOGICAL: u64 = 1 << 2;
-const MSI_DATA_LEVEL_ASSERT: u32 = 1 << 14;
-const MSI_DATA_TRIGGER_LEVEL: u32 = 1 << 15;
 
 /// Delivery mode of a redirection entry (bits 10:8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,18 +211,18 @@ impl RedirectionEntry {
     /// The MSI message this entry sends, or `None` for a reserved delivery mode.
     pub fn msi(self) -> Option<MsiMessage> {
         let mode = self.delivery_mode().ok()?;
-        let mut address = MSI_ADDRESS_BASE | (u64::from(self.destination()) << MSI_ADDR_DEST_SHIFT);
-        if self.logical() {
-            address |= MSI_ADDR_DEST_LOGICAL;
-        }
-        if mode == DeliveryMode::LowestPriority {
-            address |= MSI_ADDR_REDIRECTION_HINT;
-        }
-        let mut data = u32::from(self.vector()) | (mode.bits() << DELIVERY_MODE_SHIFT);
-        if self.trigger() == TriggerMode::Level {
-            data |= MSI_DATA_TRIGGER_LEVEL | MSI_DATA_LEVEL_ASSERT;
-        }
-        Some(MsiMessage { address, data })
+        let msi = Msi {
+            dest: self.destination(),
+            logical: self.logical(),
+            redirection_hint: mode == DeliveryMode::LowestPriority,
+            vector: self.vector(),
+            delivery_mode: mode.bits() as u8,
+            level: self.trigger() == TriggerMode::Level,
+        };
+        Some(MsiMessage {
+            address: msi.address(),
+            data: msi.data(),
+        })
     }
 }
 

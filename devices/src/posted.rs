@@ -96,9 +96,10 @@ pub fn post(desc: &dyn DescriptorMemory, vector: u8, sink: &dyn MsiSink) -> Post
         return PostOutcome::Coalesced;
     }
     // (4) One notification: NV to NDST, fixed delivery, physical destination, edge.
+    let msi = irqlab_x86::msi::Msi::fixed(abi::ndst(control), abi::nv(control));
     let msg = MsiMessage {
-        address: 0xfee0_0000 | (u64::from(abi::ndst(control)) << 12),
-        data: u32::from(abi::nv(control)),
+        address: msi.address(),
+        data: msi.data(),
     };
     match sink.send(msg) {
         MsiOutcome::Failed(e) => PostOutcome::Failed(e),

@@ -1,4 +1,6 @@
-//! Boot protocols: which one enters a loaded kernel, and writing what it needs.
+//! Booting a kernel: loading its image, then writing what its entry ([`crate::entry`]) needs
+//! and putting the boot CPU there. No file I/O: the initrd and modules arrive as bytes
+//! ([`BootFiles`], read by the machine builder before anything is loaded).
 //!
 //! | protocol  | images                         | entry state                                   |
 //! |-----------|--------------------------------|-----------------------------------------------|
@@ -12,26 +14,48 @@
 //! wiring. The irqlab guest needs neither (its boot info says it all).
 
 use crate::arch::x86_64::{acpi, boot_info, linux, mptable, pvh, regs, BootError};
-use crate::config::{BootProtocol, VmConfig};
-use crate::loader::LoadError;
-use crate::loader::{self, elf, multiboot, Format, KernelImage, LoadedKernel};
-use crate::machine::SetupError;
+use crate::entry::{choose, refuses_input, BootProtocol, Entry};
+use crate::loader::{self, elf, multiboot, Format, KernelImage, LoadError, LoadedKernel};
 use crate::memory::GuestMemory;
 use kvm_ioctls::VcpuFd;
-use linux_loader::loader::bootparam::setup_header;
+use std::path::PathBuf;
 
-/// How the boot CPU enters the kernel.
-#[derive(Clone, Copy, Debug)]
-pub enum Entry {
-    /// irqlab's own ABI.
-    Native,
-    /// PVH at this 32-bit entry point.
-    Pvh(u64),
-    /// Multiboot v1.
-    Multiboot,
-    /// Linux's 64-bit boot protocol with this setup header (a bzImage's own, or a synthesized
-    /// one for a vmlinux).
-    Linux(setup_header),
+/// Why a loaded kernel could not be entered.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// The kernel cannot take what the run gives it (an input its protocol has no place for,
+    /// a command line longer than its setup header allows, modules that do not fit).
+    #[error(transparent)]
+    Kernel(#[from] LoadError),
+    /// Writing a boot structure or setting the boot CPU's registers failed.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// The initrd does not fit between the kernel and the end of RAM.
+    #[error("{}: initrd of {size} bytes does not fit in guest memory; raise mem_mib", path.display())]
+    InitrdTooBig {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+}
+
+/// One file handed to the kernel, read before the boot starts.
+#[derive(Clone, Debug)]
+pub struct BootFile {
+    /// Where it came from (for errors, and a Multiboot module's string).
+    pub path: PathBuf,
+    /// Its contents.
+    pub bytes: Vec<u8>,
+}
+
+/// The files a kernel gets besides its image: an initrd (Linux, PVH) or Multiboot modules.
+#[derive(Clone, Debug, Default)]
+pub struct BootFiles {
+    /// The initrd.
+    pub initrd: Option<BootFile>,
+    /// Multiboot modules, in order.
+    pub modules: Vec<BootFile>,
 }
 
 /// A loaded kernel and how it will be entered.
@@ -71,114 +95,16 @@ pub fn load(
     })
 }
 
-/// Picks the entry for `protocol` (`Auto` decides from the image), or names why the image
-/// cannot be entered that way.
-pub fn choose(
-    protocol: BootProtocol,
-    format: Format,
-    kernel: &LoadedKernel,
-    bz_header: Option<setup_header>,
-    name: &str,
-) -> Result<Entry, LoadError> {
-    let refuse = |problem: &str| {
-        Err(LoadError::Unsupported {
-            name: name.to_string(),
-            problem: problem.to_string(),
-        })
-    };
-    let linux = || Entry::Linux(bz_header.unwrap_or_else(linux::vmlinux_header));
-    match (protocol, format) {
-        // `loader::detect` returns Multiboot whenever it is asked for.
-        (_, Format::Multiboot) | (BootProtocol::Multiboot, _) => Ok(Entry::Multiboot),
-        (BootProtocol::Auto | BootProtocol::Linux, Format::BzImage) => Ok(linux()),
-        (_, Format::BzImage) => {
-            refuse("a bzImage boots only through the Linux boot protocol (boot = \"linux\")")
-        }
-        (BootProtocol::Linux, Format::Elf64) => Ok(linux()),
-        (BootProtocol::Native, Format::Elf64) => Ok(Entry::Native),
-        (BootProtocol::Pvh, Format::Elf64) => match kernel.pvh_entry {
-            Some(e) => Ok(Entry::Pvh(e)),
-            None => refuse(
-                "boot = \"pvh\" needs a PVH entry (XEN_ELFNOTE_PHYS32_ENTRY note); the image has none",
-            ),
-        },
-        (BootProtocol::Auto, Format::Elf64) => Ok(if kernel.notes.irqlab {
-            Entry::Native
-        } else if kernel.notes.linux {
-            linux()
-        } else if let Some(e) = kernel.pvh_entry {
-            Entry::Pvh(e)
-        } else {
-            Entry::Native
-        }),
-    }
-}
-
-/// How `image` would be entered under `protocol`, decided from its bytes alone (nothing is
-/// loaded; the PVH entry is taken from the note's presence): for checks before the run, such
-/// as [`VmConfig::check_inputs`]. `None` when the image would not load — the run names why.
-pub fn entry_of(image: &KernelImage, protocol: BootProtocol) -> Option<Entry> {
-    let format = loader::detect(image, protocol == BootProtocol::Multiboot);
-    let notes = match format {
-        Format::Elf64 => elf::notes(&image.bytes),
-        _ => elf::Notes::default(),
-    };
-    let kernel = LoadedKernel {
-        entry: 0,
-        start: 0,
-        end: 0,
-        pvh_entry: notes.pvh.then_some(0),
-        notes,
-    };
-    choose(protocol, format, &kernel, None, &image.name).ok()
-}
-
-/// The protocol an entry uses, in words.
-pub fn entry_name(entry: &Entry) -> &'static str {
-    match entry {
-        Entry::Native => "irqlab's native boot protocol",
-        Entry::Pvh(_) => "PVH",
-        Entry::Multiboot => "Multiboot v1",
-        Entry::Linux(_) => "the Linux boot protocol",
-    }
-}
-
-/// Why `key` (`"initrd"` or `"modules"`) cannot be given to `kernel` (a name for the message)
-/// entered with `entry`: only the Linux boot protocol and PVH take an initrd, only Multiboot
-/// takes modules. The words follow the key: "is only for …". `None` if it can.
-pub fn refuses_input(entry: &Entry, key: &str, kernel: &str) -> Option<String> {
-    let (takes, kernels, instead) = match key {
-        "initrd" => (
-            matches!(entry, Entry::Linux(_) | Entry::Pvh(_)),
-            "kernels entered through the Linux boot protocol (bzImage, vmlinux) or PVH",
-            matches!(entry, Entry::Multiboot).then_some("modules"),
-        ),
-        _ => (
-            matches!(entry, Entry::Multiboot),
-            "Multiboot kernels",
-            matches!(entry, Entry::Linux(_)).then_some("initrd"),
-        ),
-    };
-    (!takes).then(|| {
-        let mut why = format!(
-            "is only for {kernels}; {kernel} boots through {}",
-            entry_name(entry)
-        );
-        if let Some(other) = instead {
-            why.push_str(&format!(", which takes `{other}` instead"));
-        }
-        why
-    })
-}
-
 /// What entering a kernel needs besides the entry itself.
 pub struct EntryContext<'a> {
     /// Guest memory.
     pub mem: &'a GuestMemory,
     /// The boot CPU.
     pub vcpu: &'a VcpuFd,
-    /// The run's config (command line, initrd, modules).
-    pub config: &'a VmConfig,
+    /// The kernel command line.
+    pub cmdline: &'a str,
+    /// The initrd and modules.
+    pub files: &'a BootFiles,
     /// Memory layout and the loaded kernel.
     pub facts: &'a boot_info::BootFacts<'a>,
     /// The kernel image's name, for errors.
@@ -190,14 +116,14 @@ pub struct EntryContext<'a> {
 }
 
 /// Writes the boot structures `entry` needs and puts the boot CPU at the kernel's entry.
-pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
+pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), EntryError> {
     let facts = cx.facts;
     let kernel = facts.kernel;
     // `VmConfig::check_inputs` refuses these before the run (exit 65); this catches library
     // callers that built a config by hand, instead of ignoring the files silently.
     for (key, given) in [
-        ("initrd", cx.config.initrd.is_some()),
-        ("modules", !cx.config.modules.is_empty()),
+        ("initrd", cx.files.initrd.is_some()),
+        ("modules", !cx.files.modules.is_empty()),
     ] {
         if let Some(why) = refuses_input(&entry, key, "the kernel").filter(|_| given) {
             return Err(LoadError::Unsupported {
@@ -215,7 +141,7 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
         Entry::Pvh(at) => {
             // PVH has no field for the host kind; the irqlab guest reads `host=` from its
             // command line (appended for kernels with irqlab's note, unless the user gave one).
-            let mut cmdline = cx.config.cmdline.clone();
+            let mut cmdline = cx.cmdline.to_string();
             if kernel.notes.irqlab && !cmdline.split(' ').any(|w| w.starts_with("host=")) {
                 cmdline = format!("{cmdline} host={}", facts.host.name())
                     .trim()
@@ -224,11 +150,10 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
             let rsdp = platform_tables(cx.mem, facts.vcpus)?;
             // The initrd is the first module of the start info's list (Linux's PVH entry
             // takes it from there), placed like the Linux protocol's.
-            let initrd = match &cx.config.initrd {
-                Some(path) => Some(load_initrd(
+            let initrd = match &cx.files.initrd {
+                Some(file) => Some(load_initrd(
                     cx.mem,
-                    facts.mem_size,
-                    path,
+                    file,
                     kernel.end,
                     facts.top.usable_end(),
                 )?),
@@ -240,12 +165,12 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
         Entry::Multiboot => enter_multiboot(cx)?,
         Entry::Linux(hdr) => {
             let cmdline_max = hdr.cmdline_size as usize;
-            if cmdline_max != 0 && cx.config.cmdline.len() > cmdline_max {
+            if cmdline_max != 0 && cx.cmdline.len() > cmdline_max {
                 return Err(LoadError::Unsupported {
                     name: cx.kernel_name.to_string(),
                     problem: format!(
                         "the command line is {} bytes; this kernel takes at most {cmdline_max} (setup header cmdline_size)",
-                        cx.config.cmdline.len()
+                        cx.cmdline.len()
                     ),
                 }
                 .into());
@@ -256,19 +181,13 @@ pub fn enter(entry: Entry, cx: &EntryContext) -> Result<(), SetupError> {
                 0 => ram_end,
                 max => ram_end.min(u64::from(max) + 1),
             };
-            let initrd = match &cx.config.initrd {
-                Some(path) => Some(load_initrd(
-                    cx.mem,
-                    facts.mem_size,
-                    path,
-                    kernel.end,
-                    initrd_end,
-                )?),
+            let initrd = match &cx.files.initrd {
+                Some(file) => Some(load_initrd(cx.mem, file, kernel.end, initrd_end)?),
                 None => None,
             };
             let ram = [(0, 0x9_fc00), (1 << 20, ram_end - (1 << 20))];
             let input = linux::BootParamsInput {
-                cmdline: &cx.config.cmdline,
+                cmdline: cx.cmdline,
                 ram: &ram,
                 initrd,
                 rsdp: platform_tables(cx.mem, facts.vcpus)?,
@@ -324,30 +243,21 @@ fn initrd_addr(size: u64, kernel_end: u64, end: u64) -> Option<u64> {
     (addr >= kernel_end.next_multiple_of(4096)).then_some(addr)
 }
 
-/// Loads the initrd (a regular file, read no further than `mem_size` bytes) at
-/// [`initrd_addr`].
+/// Copies the initrd to [`initrd_addr`]; returns its address and size.
 fn load_initrd(
     mem: &GuestMemory,
-    mem_size: u64,
-    path: &std::path::Path,
+    file: &BootFile,
     kernel_end: u64,
     end: u64,
-) -> Result<(u64, u64), SetupError> {
-    let limit = format!("guest memory ({} MiB)", mem_size >> 20);
-    let bytes = crate::input::read_regular(path, mem_size, &limit).map_err(|source| {
-        SetupError::Initrd {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    let size = bytes.len() as u64;
+) -> Result<(u64, u64), EntryError> {
+    let size = file.bytes.len() as u64;
     let Some(addr) = initrd_addr(size, kernel_end, end) else {
-        return Err(SetupError::InitrdTooBig {
-            path: path.to_path_buf(),
+        return Err(EntryError::InitrdTooBig {
+            path: file.path.clone(),
             size,
         });
     };
-    vm_memory::Bytes::write_slice(mem, &bytes, vm_memory::GuestAddress(addr)).map_err(
+    vm_memory::Bytes::write_slice(mem, &file.bytes, vm_memory::GuestAddress(addr)).map_err(
         |source| BootError::Memory {
             what: "initrd",
             addr,
@@ -357,8 +267,8 @@ fn load_initrd(
     Ok((addr, size))
 }
 
-fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
-    let (facts, config) = (cx.facts, cx.config);
+fn enter_multiboot(cx: &EntryContext) -> Result<(), EntryError> {
+    let facts = cx.facts;
     // Conventional memory, and one contiguous range from 1 MiB (kernel + RAM) up to the
     // regions shared with the VMM, for mem_lower/mem_upper and the memory map. (The kernel
     // may sit in either.)
@@ -367,19 +277,14 @@ fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
         (0, multiboot::LOW_RAM_END),
         (1 << 20, upper_end - (1 << 20)),
     ];
-    let mut files = Vec::new();
-    let limit = format!("guest memory ({} MiB)", facts.mem_size >> 20);
-    for path in &config.modules {
-        let bytes = crate::input::read_regular(path, facts.mem_size, &limit).map_err(|source| {
-            SetupError::Initrd {
-                path: path.clone(),
-                source,
-            }
-        })?;
-        files.push((path.display().to_string(), bytes));
-    }
+    let files: Vec<(String, &[u8])> = cx
+        .files
+        .modules
+        .iter()
+        .map(|m| (m.path.display().to_string(), m.bytes.as_slice()))
+        .collect();
     // Module names go after the command line, inside the command-line page.
-    let strings_at = irqlab_abi::layout::CMDLINE + config.cmdline.len() as u64 + 1;
+    let strings_at = irqlab_abi::layout::CMDLINE + cx.cmdline.len() as u64 + 1;
     // Modules go above the kernel and never below 1 MiB (a kernel may load low).
     let modules_from = facts.kernel.end.max(1 << 20);
     let modules = multiboot::load_modules(cx.mem, &files, modules_from, strings_at, upper_end)
@@ -391,7 +296,7 @@ fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
         cx.mem,
         irqlab_abi::layout::BOOT_INFO,
         irqlab_abi::layout::CMDLINE,
-        &config.cmdline,
+        cx.cmdline,
         &ram,
         &modules,
     )
@@ -413,83 +318,6 @@ fn enter_multiboot(cx: &EntryContext) -> Result<(), SetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::elf::Notes;
-
-    fn kernel(irqlab: bool, linux: bool, pvh: Option<u64>) -> LoadedKernel {
-        LoadedKernel {
-            entry: 0x100_0000,
-            start: 0x100_0000,
-            end: 0x200_0000,
-            pvh_entry: pvh,
-            notes: Notes {
-                irqlab,
-                linux,
-                pvh: pvh.is_some(),
-            },
-        }
-    }
-
-    fn pick(p: BootProtocol, f: Format, k: LoadedKernel) -> Result<&'static str, String> {
-        choose(p, f, &k, None, "k")
-            .map(|e| match e {
-                Entry::Native => "native",
-                Entry::Pvh(_) => "pvh",
-                Entry::Multiboot => "multiboot",
-                Entry::Linux(_) => "linux",
-            })
-            .map_err(|e| e.to_string())
-    }
-
-    fn entry_name_of(bytes: Vec<u8>, p: BootProtocol) -> Option<&'static str> {
-        let image = KernelImage {
-            name: "k".into(),
-            bytes: bytes.into(),
-        };
-        entry_of(&image, p).as_ref().map(entry_name)
-    }
-
-    #[test]
-    fn the_entry_is_known_before_anything_is_loaded() {
-        let guest = || crate::BUILTIN_GUEST.to_vec();
-        let native = Some("irqlab's native boot protocol");
-        assert_eq!(entry_name_of(guest(), BootProtocol::Auto), native);
-        assert_eq!(entry_name_of(guest(), BootProtocol::Pvh), Some("PVH"));
-        assert_eq!(
-            entry_name_of(guest(), BootProtocol::Linux),
-            Some("the Linux boot protocol")
-        );
-        assert_eq!(
-            entry_name_of(multiboot::tiny_kernel(true), BootProtocol::Auto),
-            Some("Multiboot v1")
-        );
-        let plain = || elf::tiny_elf(2, 62, 0x10_0000, 0, &[0xf4]);
-        assert_eq!(entry_name_of(plain(), BootProtocol::Auto), native);
-        // No PVH note: `--boot pvh` would fail to load, and the run says why.
-        assert_eq!(entry_name_of(plain(), BootProtocol::Pvh), None);
-    }
-
-    #[test]
-    fn only_linux_and_pvh_take_an_initrd_and_only_multiboot_modules() {
-        let linux = Entry::Linux(linux::vmlinux_header());
-        assert_eq!(refuses_input(&linux, "initrd", "k"), None);
-        assert_eq!(refuses_input(&Entry::Multiboot, "modules", "k"), None);
-        assert_eq!(
-            refuses_input(&Entry::Multiboot, "initrd", "mb.elf").unwrap(),
-            "is only for kernels entered through the Linux boot protocol (bzImage, vmlinux) or \
-             PVH; mb.elf boots through Multiboot v1, which takes `modules` instead"
-        );
-        assert_eq!(
-            refuses_input(&linux, "modules", "vmlinux").unwrap(),
-            "is only for Multiboot kernels; vmlinux boots through the Linux boot protocol, \
-             which takes `initrd` instead"
-        );
-        let pvh = Entry::Pvh(0x10_0000);
-        assert_eq!(refuses_input(&pvh, "initrd", "k"), None);
-        assert!(refuses_input(&pvh, "modules", "k").is_some());
-        for key in ["initrd", "modules"] {
-            assert!(refuses_input(&Entry::Native, key, "k").is_some());
-        }
-    }
 
     #[test]
     fn the_initrd_goes_high_but_below_the_limit_and_above_the_kernel() {
@@ -502,60 +330,5 @@ mod tests {
         );
         assert_eq!(initrd_addr(60 * mib, 16 * mib, 64 * mib), None);
         assert_eq!(initrd_addr(u64::MAX, 0, 64 * mib), None);
-    }
-
-    #[test]
-    fn auto_follows_the_image() {
-        use BootProtocol::Auto;
-        let elf = Format::Elf64;
-        // The irqlab guest has both its own note and a PVH note: native wins.
-        assert_eq!(
-            pick(Auto, elf, kernel(true, false, Some(0x10_0000))),
-            Ok("native")
-        );
-        // A vmlinux has a Linux note and (often) a PVH note: the Linux boot protocol wins.
-        assert_eq!(
-            pick(Auto, elf, kernel(false, true, Some(0x10_0000))),
-            Ok("linux")
-        );
-        assert_eq!(
-            pick(Auto, elf, kernel(false, false, Some(0x10_0000))),
-            Ok("pvh")
-        );
-        assert_eq!(pick(Auto, elf, kernel(false, false, None)), Ok("native"));
-        assert_eq!(
-            pick(Auto, Format::BzImage, kernel(false, false, None)),
-            Ok("linux")
-        );
-        assert_eq!(
-            pick(Auto, Format::Multiboot, kernel(false, false, None)),
-            Ok("multiboot")
-        );
-    }
-
-    #[test]
-    fn an_explicit_protocol_wins_or_names_the_problem() {
-        let vmlinux = kernel(false, true, Some(0x10_0000));
-        assert_eq!(pick(BootProtocol::Pvh, Format::Elf64, vmlinux), Ok("pvh"));
-        assert_eq!(
-            pick(BootProtocol::Native, Format::Elf64, vmlinux),
-            Ok("native")
-        );
-        assert_eq!(
-            pick(
-                BootProtocol::Linux,
-                Format::Elf64,
-                kernel(false, false, None)
-            ),
-            Ok("linux")
-        );
-        let no_pvh = pick(BootProtocol::Pvh, Format::Elf64, kernel(false, false, None));
-        assert!(no_pvh.unwrap_err().contains("XEN_ELFNOTE_PHYS32_ENTRY"));
-        let bz = pick(
-            BootProtocol::Pvh,
-            Format::BzImage,
-            kernel(false, false, None),
-        );
-        assert!(bz.unwrap_err().starts_with("k: a bzImage boots only"));
     }
 }

@@ -3,6 +3,7 @@
 //! Every key is documented in the README's "Config reference". Unknown keys are errors, and
 //! every error names the file, line and column (or the command-line flag) it comes from.
 
+use crate::entry::BootProtocol;
 use irqlab_abi::layout::MMIO_HOLE_START;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -44,25 +45,6 @@ impl IrqchipMode {
             IrqchipMode::Kernel => "kernel",
         }
     }
-}
-
-/// How the kernel is entered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BootProtocol {
-    /// From the image: a bzImage, or an ELF64 with a `"Linux"` note → linux; an ELF64 with
-    /// irqlab's ABI note → native; else a PVH note → pvh; a Multiboot header → multiboot;
-    /// else native.
-    #[default]
-    Auto,
-    /// 64-bit long mode with irqlab's boot info in RDI (`docs/guest-abi.md`).
-    Native,
-    /// 32-bit protected mode at the `XEN_ELFNOTE_PHYS32_ENTRY` address, `hvm_start_info` in EBX.
-    Pvh,
-    /// Multiboot v1: 32-bit protected mode, EAX = 0x2BADB002, Multiboot info in EBX.
-    Multiboot,
-    /// Linux's 64-bit boot protocol (bzImage or vmlinux): long mode, zero page in RSI.
-    Linux,
 }
 
 /// The guest kernel to boot.
@@ -565,9 +547,9 @@ impl VmConfig {
                 p.display().to_string(),
             ),
         };
-        if let Some(entry) = image.and_then(|i| crate::boot::entry_of(&i, self.boot)) {
+        if let Some(entry) = image.and_then(|i| crate::entry::entry_of(&i, self.boot)) {
             for (key, _, origin) in &named {
-                if let Some(why) = crate::boot::refuses_input(&entry, key, &kernel_name) {
+                if let Some(why) = crate::entry::refuses_input(&entry, key, &kernel_name) {
                     return Err(ConfigError::Invalid {
                         origin: origin.clone(),
                         key,

@@ -76,14 +76,9 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
-    /// The initrd does not fit between the kernel and the end of RAM.
-    #[error("{}: initrd of {size} bytes does not fit in guest memory; raise mem_mib", path.display())]
-    InitrdTooBig {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Its size.
-        size: u64,
-    },
+    /// Entering the kernel: its inputs, boot structures, boot CPU registers.
+    #[error(transparent)]
+    Entry(#[from] crate::boot::EntryError),
     /// Serial log file: not creatable, or not a regular file (a FIFO, device or directory;
     /// exit code 65: it is a config value).
     #[error("{}: cannot create serial log: {source}", path.display())]
@@ -111,9 +106,12 @@ pub enum SetupError {
 impl SetupError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
+        use crate::boot::EntryError;
         use crate::outcome::code;
         match self {
-            SetupError::Kernel(_) | SetupError::Initrd { .. } | SetupError::InitrdTooBig { .. } => {
+            SetupError::Kernel(_)
+            | SetupError::Initrd { .. }
+            | SetupError::Entry(EntryError::Kernel(_) | EntryError::InitrdTooBig { .. }) => {
                 code::KERNEL
             }
             SetupError::Vm(_)
@@ -123,6 +121,7 @@ impl SetupError {
             | SetupError::Trace(_)
             | SetupError::TraceTooBig { .. } => code::CONFIG,
             SetupError::Boot(_)
+            | SetupError::Entry(EntryError::Boot(_))
             | SetupError::Devices(_)
             | SetupError::Sandbox(_)
             | SetupError::Os { .. } => code::INTERNAL,

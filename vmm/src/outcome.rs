@@ -267,7 +267,7 @@ impl Outcome {
             ),
             Outcome::SandboxViolation { thread, syscall } => format!(
                 "sandbox violation: thread {thread} made system call {syscall}{}, which its seccomp filter does not allow (--no-seccomp turns the sandbox off)",
-                crate::sandbox::syscall_name(*syscall)
+                crate::syscall_names::syscall_name(*syscall)
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default()
             ),

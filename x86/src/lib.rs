@@ -9,5 +9,6 @@
 
 pub mod error_code;
 pub mod gate;
+pub mod msi;
 pub mod paging;
 pub mod segment;

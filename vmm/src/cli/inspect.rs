@@ -1,8 +1,9 @@
 //! `irqlab inspect`: what irqlab would do with a kernel image, without running it.
 
 use clap::Args;
-use irqlab::boot::{self, Entry};
-use irqlab::config::BootProtocol;
+use irqlab::boot;
+use irqlab::entry::BootProtocol;
+use irqlab::entry::Entry;
 use irqlab::loader::{Format, KernelImage};
 use irqlab::outcome::code;
 use std::path::PathBuf;

@@ -79,7 +79,7 @@ pub(super) enum BootArg {
     Linux,
 }
 
-impl From<BootArg> for irqlab::config::BootProtocol {
+impl From<BootArg> for irqlab::entry::BootProtocol {
     fn from(b: BootArg) -> Self {
         match b {
             BootArg::Auto => Self::Auto,

@@ -248,7 +248,7 @@ pub struct Module {
 /// (from `strings_at`); returns the modules and the first free address.
 pub fn load_modules(
     mem: &GuestMemory,
-    files: &[(String, Vec<u8>)],
+    files: &[(String, &[u8])],
     from: u64,
     strings_at: u64,
     limit: u64,

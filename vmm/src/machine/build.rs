@@ -24,6 +24,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_sys_util::timerfd::TimerFd;
 
+/// Reads the config's initrd and Multiboot modules: regular files, none larger than guest
+/// memory (`input::read_regular`, which refuses FIFOs and devices).
+fn read_boot_files(config: &VmConfig, mem_size: u64) -> Result<boot::BootFiles, SetupError> {
+    let limit = format!("guest memory ({} MiB)", mem_size >> 20);
+    let read = |path: &std::path::PathBuf| {
+        crate::input::read_regular(path, mem_size, &limit)
+            .map(|bytes| boot::BootFile {
+                path: path.clone(),
+                bytes,
+            })
+            .map_err(|source| SetupError::Initrd {
+                path: path.clone(),
+                source,
+            })
+    };
+    Ok(boot::BootFiles {
+        initrd: config.initrd.as_ref().map(read).transpose()?,
+        modules: config.modules.iter().map(read).collect::<Result<_, _>>()?,
+    })
+}
+
 /// How traces name the MSI source device.
 const MSI_SOURCE_NAME: &str = "msi:source0";
 
@@ -53,6 +74,8 @@ impl Machine {
         // Load the image before touching KVM, so image errors win over host errors.
         let mem = memory::create(mem_size)?;
         let boot::Plan { kernel, entry, .. } = boot::load(&image, config.boot, &mem, mem_size)?;
+        // The initrd and modules: kernel inputs, read before KVM like the image.
+        let files = read_boot_files(config, mem_size)?;
         // A regular file or a new one: a FIFO without a reader is refused at once instead of
         // blocking the open, and a device or directory is refused too (see
         // `input::create_regular`). Opened before KVM: this config error wins over host errors.
@@ -75,7 +98,7 @@ impl Machine {
         let gdt_limit = gdt::write(&mem)?;
         // A Multiboot kernel is entered with paging off and may load below 1 MiB, where the
         // long-mode page tables would go: they are written only for the entries that use them.
-        let cr3 = if matches!(entry, boot::Entry::Multiboot) {
+        let cr3 = if matches!(entry, crate::entry::Entry::Multiboot) {
             0
         } else {
             paging::write(&mem)?
@@ -108,7 +131,8 @@ impl Machine {
             &boot::EntryContext {
                 mem: &mem,
                 vcpu: &vcpus[0].fd,
-                config,
+                cmdline: &config.cmdline,
+                files: &files,
                 facts: &facts,
                 kernel_name: &image.name,
                 cr3,
