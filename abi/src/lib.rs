@@ -2,8 +2,9 @@
 //!
 //! Everything a guest kernel needs to run under irqlab and everything the VMM promises it:
 //! the boot info structure and where it lives, the guest-physical memory layout, the I/O ports
-//! and MMIO windows of the devices, the debug-exit status values and the syscall numbers of the
-//! irqlab guest's own ring-3 ABI. `docs/guest-abi.md` is the prose version of this crate.
+//! and MMIO windows of the devices, the vCPU limit, the interrupt vectors both sides name, the
+//! debug-exit status values and the syscall numbers of the irqlab guest's own ring-3 ABI.
+//! `docs/guest-abi.md` is the prose version of this crate.
 //!
 //! The crate is `no_std` and has no dependencies so the guest kernel uses the very same
 //! definitions; with the `vm-memory` feature the VMM can write the structures into guest
@@ -13,6 +14,7 @@
 
 pub mod boot_info;
 pub mod layout;
+pub mod limits;
 pub mod msi_source;
 pub mod ports;
 pub mod posted;
@@ -21,3 +23,4 @@ pub mod stats;
 pub mod status;
 pub mod syscall;
 pub mod trace;
+pub mod vectors;

@@ -26,7 +26,7 @@ pub const NV_SHIFT: u32 = 16;
 /// Control word: xAPIC destination APIC ID shift (bits 47:40 of the word).
 pub const NDST_XAPIC_SHIFT: u32 = 40;
 /// Linux's `POSTED_MSI_NOTIFICATION_VECTOR`, irqlab's default notification vector.
-pub const DEFAULT_NV: u8 = 0xeb;
+pub const DEFAULT_NV: u8 = crate::vectors::POSTED_NOTIFICATION;
 
 /// The control word for vector `nv` to APIC `dest`, ON and SN clear.
 pub const fn control(nv: u8, dest: u8) -> u64 {

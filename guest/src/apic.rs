@@ -21,8 +21,6 @@ const EOI: u64 = 0xb0;
 const ICR_LOW: u64 = 0x300;
 const ICR_HIGH: u64 = 0x310;
 const SVR_ENABLE: u32 = 1 << 8;
-/// Spurious-interrupt vector.
-pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// ICR destination shorthand "self" (bits 19:18 = 01).
 const ICR_SELF: u32 = 1 << 18;
 
@@ -55,7 +53,7 @@ impl Lapic {
     /// Software-enables the LAPIC with the spurious vector.
     pub fn enable(&self) {
         let svr = self.read(SVR);
-        self.write(SVR, svr | SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+        self.write(SVR, svr | SVR_ENABLE | u32::from(crate::vectors::SPURIOUS));
     }
 
     /// Signals end of interrupt.

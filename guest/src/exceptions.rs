@@ -6,9 +6,11 @@
 //! 2. It came from ring 3: report it with the faulting RIP and end the task (`user::abort`);
 //!    the kernel keeps running.
 //! 3. Otherwise it is a kernel bug: report and stop (#DF: status 4, anything else: status 5).
+//!
+//! [`install`] registers [`handle`] for all 32 exception vectors with the IDT.
 
-use crate::idt::Frame;
-use crate::{cpu, println};
+use crate::frame::Frame;
+use crate::{cpu, idt, println, vectors};
 use core::sync::atomic::{AtomicU64, Ordering};
 use irqlab_abi::status;
 use irqlab_x86::error_code::{Exception, PageFaultError, SelectorError, SelectorTable};
@@ -63,6 +65,13 @@ pub fn seen() -> Seen {
         error_code: EXPECT.error_code.load(Ordering::Relaxed),
         cr2: EXPECT.cr2.load(Ordering::Relaxed),
         rip: EXPECT.rip.load(Ordering::Relaxed),
+    }
+}
+
+/// Installs [`handle`] as the IDT's handler of every exception vector (0–31).
+pub fn install() {
+    for vector in 0..vectors::FIRST_EXTERNAL {
+        idt::set_handler(vector, handle);
     }
 }
 

@@ -9,6 +9,7 @@
 //! | 5–6   | 0x28     | TSS (16-byte system descriptor)                    |
 //! | 7     | 0x38     | data, *not present* (for the #NP/#SS self-tests)   |
 
+use crate::percpu::MAX_CPUS;
 use crate::stack::Stack;
 use core::cell::UnsafeCell;
 use irqlab_x86::segment::{self, Ring};
@@ -43,8 +44,6 @@ pub const IST_GP: u8 = 7;
 
 /// Size of each IST and RSP0 stack.
 pub const IST_SIZE: usize = 16 * 1024;
-/// CPUs with tables here.
-pub const MAX_CPUS: usize = crate::interrupts::MAX_CPUS;
 
 /// The seven IST stacks.
 pub static IST_STACKS: [Stack<IST_SIZE>; 7] = [const { Stack::new() }; 7];

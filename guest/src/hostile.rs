@@ -138,11 +138,11 @@ pub fn run(boot: &Boot) {
         "pit-count1" => {
             crate::experiments::init(boot);
             let io = crate::ioapic::IoApic::new(d.ioapic_base);
-            crate::interrupts::register(crate::interrupts::PIT_VECTOR, tick);
+            crate::interrupts::register(crate::vectors::PIT, tick);
             io.route(
                 d.pit_gsi,
                 crate::ioapic::Route {
-                    vector: crate::interrupts::PIT_VECTOR,
+                    vector: crate::vectors::PIT,
                     dest: crate::apic::LAPIC.id(),
                     logical: false,
                     level: false,

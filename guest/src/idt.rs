@@ -1,7 +1,10 @@
 //! The IDT: 256 gates, each pointing at a 16-byte entry stub. Exceptions, `int 0x80` and the
 //! spurious vector funnel into one common path that saves the full register state (a
-//! [`Frame`], laid out like Linux's `pt_regs`) and calls [`dispatch`]; device interrupts take a
-//! lean path ([`irq_entry`]) that saves only what a Rust function may clobber.
+//! [`Frame`], laid out like Linux's `pt_regs`) and calls [`dispatch`], which runs the handler
+//! registered for the vector with [`set_handler`] (the exception and system call modules
+//! install theirs at boot; this module names none of them); device interrupts take a lean
+//! path ([`irq_entry`]) that saves only what a Rust function may clobber and calls
+//! `interrupts::handle`, which keeps the device handlers.
 //!
 //! Stub for vector `v` (16 bytes each, `STUBS + 16 * v`):
 //! ```text
@@ -16,49 +19,14 @@
 //! ends in a KVM emulation failure. Every gate uses an IST stack: the prebuilt libcore uses the red zone below RSP,
 //! which an interrupt frame pushed on the same stack would overwrite.
 
-use crate::gdt;
+use crate::frame::Frame;
+use crate::{gdt, vectors};
 use core::cell::UnsafeCell;
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use irqlab_x86::error_code::Exception;
 use irqlab_x86::gate::{Gate, GateType};
 use irqlab_x86::segment::Ring;
-
-/// Saved state of the interrupted context, lowest address first.
-#[repr(C)]
-#[derive(Debug)]
-#[allow(missing_docs)]
-pub struct Frame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    /// Vector number (pushed by the stub).
-    pub vector: u64,
-    /// Error code (pushed by the CPU, or 0 by the stub).
-    pub error_code: u64,
-    /// Interrupted RIP (pushed by the CPU from here on).
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
-
-impl Frame {
-    /// Whether the interrupted code ran in ring 3.
-    pub fn is_from_user(&self) -> bool {
-        self.cs & 3 == 3
-    }
-}
 
 /// `swapgs` when the interrupted code ran in ring 3 (CS at [rsp + 24], below the vector and
 /// error code): on entry to get the kernel's GS base, on exit to give the user's back.
@@ -102,7 +70,7 @@ unsafe extern "C" fn stubs() {
         "pushq $vec",
         // Exceptions, `int 0x80` and the spurious vector need the full frame; device
         // interrupts take the lean path.
-        ".if (vec < 32) || (vec == 0x80) || (vec == 0xff)",
+        ".if (vec < {first_external}) || (vec == {syscall}) || (vec == {spurious})",
         "jmp {common}",
         ".else",
         "jmp {irq}",
@@ -111,6 +79,9 @@ unsafe extern "C" fn stubs() {
         ".endr",
         common = sym common,
         irq = sym irq_entry,
+        first_external = const vectors::FIRST_EXTERNAL,
+        syscall = const vectors::SYSCALL,
+        spurious = const vectors::SPURIOUS,
         options(att_syntax),
     )
 }
@@ -126,7 +97,7 @@ unsafe extern "C" fn common() {
         "mov rbp, rsp",
         entry_tsc_to_rsi!(),
         // #NM raised because CR0.TS is set would raise #NM again at fxsave: clear TS first.
-        "cmp qword ptr [rbp + 120], 7",
+        "cmp qword ptr [rbp + {vector}], {nm}",
         "jne 4f",
         "clts",
         "4:",
@@ -141,6 +112,8 @@ unsafe extern "C" fn common() {
         "iretq",
         dispatch = sym dispatch,
         trace_on = sym crate::trace::STUB_TIMESTAMPS,
+        vector = const offset_of!(Frame, vector),
+        nm = const Exception::DeviceNotAvailable as u8,
     )
 }
 
@@ -174,13 +147,45 @@ unsafe extern "C" fn irq_entry() {
     )
 }
 
-/// The full path's Rust side: exceptions, `int 0x80`, the spurious vector.
+/// A handler on the full path: it gets the interrupted context's saved registers and may
+/// change them (the return value of a system call, the RIP to resume at).
+pub type FrameHandler = fn(&mut Frame);
+
+/// Handlers of the full-path vectors (see [`frame_slot`]); 0 = none.
+static FRAME_HANDLERS: [AtomicUsize; FRAME_SLOTS] = [const { AtomicUsize::new(0) }; FRAME_SLOTS];
+const FRAME_SLOTS: usize = vectors::FIRST_EXTERNAL as usize + 2;
+
+/// Where `vector`'s handler lives in [`FRAME_HANDLERS`], if its stub takes the full path:
+/// the exceptions, `int 0x80` and the spurious vector (the same test as in [`stubs`]).
+const fn frame_slot(vector: u8) -> Option<usize> {
+    match vector {
+        v if v < vectors::FIRST_EXTERNAL => Some(v as usize),
+        vectors::SYSCALL => Some(FRAME_SLOTS - 2),
+        vectors::SPURIOUS => Some(FRAME_SLOTS - 1),
+        _ => None,
+    }
+}
+
+/// Installs `handler` for a full-path `vector` (an exception, `int 0x80` or the spurious
+/// vector). Device vectors have their handlers in `interrupts` instead.
+pub fn set_handler(vector: u8, handler: FrameHandler) {
+    let Some(slot) = frame_slot(vector) else {
+        panic!("vector {vector:#x} does not take the full entry path");
+    };
+    FRAME_HANDLERS[slot].store(handler as usize, Ordering::Release);
+}
+
+/// The full path's Rust side: runs the handler installed for the vector. A vector without
+/// one (the spurious vector) is ignored: spurious interrupts take no EOI (SDM §11.9).
 extern "C" fn dispatch(frame: &mut Frame, _tsc_entry: u64) {
-    match frame.vector {
-        0..=31 => crate::exceptions::handle(frame),
-        0x80 => crate::syscall::int80(frame),
-        // Spurious interrupts take no EOI (SDM §11.9).
-        _ => {}
+    let Some(slot) = frame_slot(frame.vector as u8) else {
+        return;
+    };
+    let h = FRAME_HANDLERS[slot].load(Ordering::Acquire);
+    if h != 0 {
+        // SAFETY: only `set_handler` stores non-zero values, and it stores `FrameHandler`s.
+        let handler = unsafe { core::mem::transmute::<usize, FrameHandler>(h) };
+        handler(frame);
     }
 }
 
@@ -217,7 +222,7 @@ pub const fn gate_for(vector: u8) -> Gate {
         selector: gdt::KERNEL_CS,
         ist: ist_for(vector),
         kind: GateType::Interrupt,
-        dpl: if vector == 3 || vector == crate::syscall::INT80_VECTOR {
+        dpl: if vector == Exception::Breakpoint as u8 || vector == vectors::SYSCALL {
             Ring::Ring3
         } else {
             Ring::Ring0

@@ -1,19 +1,9 @@
 //! Vectors 32–255: device interrupts (handlers registered by drivers and experiments), the
 //! per-CPU, per-vector counts `/proc/interrupts` would show, and everything unexpected.
 
+use crate::percpu::MAX_CPUS;
+use crate::vectors;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-/// CPUs the counters cover (the VMM allows up to 8 vCPUs).
-pub const MAX_CPUS: usize = 8;
-
-/// Vector of the PIT (IO-APIC pin 2).
-pub const PIT_VECTOR: u8 = 0x30;
-/// Vector of COM1 (IO-APIC pin 4).
-pub const UART_VECTOR: u8 = 0x34;
-/// Vector of the MSI source device.
-pub const MSI_VECTOR: u8 = 0x40;
-/// Vector of the LAPIC timer.
-pub const LAPIC_TIMER_VECTOR: u8 = 0x50;
 
 /// An interrupt handler. It runs with interrupts off on an IST stack; the dispatcher sends the
 /// EOI after it returns. Device interrupts enter through `idt`'s lean path, which saves only
@@ -85,7 +75,7 @@ fn handle_traced(vector: u8, stub_tsc: u64, rip: u64) {
     let cpu = crate::percpu::cpu_index();
     deliver(cpu, vector, rip);
     let kind = match vector {
-        LAPIC_TIMER_VECTOR | crate::experiments::WAKE_VECTOR => irqlab_abi::trace::KIND_LAPIC_TIMER,
+        vectors::LAPIC_TIMER | vectors::WAKE => irqlab_abi::trace::KIND_LAPIC_TIMER,
         _ => irqlab_abi::trace::KIND_DEVICE,
     };
     crate::trace::record(vector, cpu as u8, kind, tsc_entry, crate::cpu::rdtsc());

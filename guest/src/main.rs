@@ -16,6 +16,7 @@ mod exceptions;
 mod exit;
 mod experiments;
 mod fmt;
+mod frame;
 mod gdt;
 mod hostile;
 mod idt;
@@ -39,6 +40,7 @@ mod stack;
 mod syscall;
 mod trace;
 mod user;
+mod vectors;
 
 use boot::Boot;
 use irqlab_abi::{boot_info, status};
@@ -119,9 +121,12 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
         boot.info.size
     );
 
-    // Bring-up order matters: the GDT/TSS provide the IST stacks the IDT's gates name; paging
-    // needs the stacks' guard pages; syscall needs the GDT selectors and the per-CPU data.
+    // Bring-up order matters: the GDT/TSS provide the IST stacks the IDT's gates name; the
+    // exception and `int 0x80` handlers are in place before the IDT is loaded; paging needs
+    // the stacks' guard pages; syscall needs the GDT selectors and the per-CPU data.
     gdt::init();
+    exceptions::install();
+    syscall::install_int80();
     idt::init();
     SYSCALL_STACK.arm();
     let mut guards = [0u64; 10];
@@ -266,7 +271,7 @@ fn crash_modes(boot: &Boot) {
         Some("panic") => panic!("requested by the command line"),
         Some("double-fault") => {
             println!("crash: #GP gate marked not present, then a #GP");
-            idt::clear_gate(13);
+            idt::clear_gate(irqlab_x86::error_code::Exception::GeneralProtection as u8);
             // SAFETY: deliberately fatal: the #GP cannot be delivered (#NP on its gate), and
             // two contributory exceptions make a #DF, whose handler reports and stops.
             unsafe {

@@ -56,10 +56,14 @@ impl MsiSource {
     ) {
         self.write(reg::WB_ADDR_LO, write_back as u32);
         self.write(reg::WB_ADDR_HI, (write_back >> 32) as u32);
-        let address = 0xfee0_0000 | (u32::from(dest) << 12) | (u32::from(logical) << 2);
-        self.write(reg::ADDR_LO, address);
+        let msi = irqlab_x86::msi::Msi {
+            logical,
+            ..irqlab_x86::msi::Msi::fixed(dest, vector)
+        };
+        // The window is below 4 GiB (0xfee0_0000): the high half is zero.
+        self.write(reg::ADDR_LO, msi.address() as u32);
         self.write(reg::ADDR_HI, 0);
-        self.write(reg::DATA, u32::from(vector));
+        self.write(reg::DATA, msi.data());
         self.write(reg::COUNT, count);
         self.write(reg::RATE_HZ, rate_hz);
         self.write(reg::CONTROL, reg::CTRL_START);

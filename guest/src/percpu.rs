@@ -9,6 +9,10 @@
 use core::cell::UnsafeCell;
 use core::mem::offset_of;
 
+/// CPUs with per-CPU data (and GDT/TSS, interrupt counts, AP stacks): every vCPU the VMM may
+/// start (`irqlab_abi::limits::MAX_VCPUS`).
+pub const MAX_CPUS: usize = irqlab_abi::limits::MAX_VCPUS as usize;
+
 /// This CPU's data.
 #[repr(C)]
 pub struct PerCpu {
@@ -50,7 +54,7 @@ struct Cell(UnsafeCell<PerCpu>);
 // SAFETY: one PerCpu per CPU; only its own CPU touches it, with interrupts off.
 unsafe impl Sync for Cell {}
 
-static CPUS: [Cell; crate::interrupts::MAX_CPUS] = [const {
+static CPUS: [Cell; MAX_CPUS] = [const {
     Cell(UnsafeCell::new(PerCpu {
         syscall_rsp: 0,
         user_rsp: 0,
@@ -58,7 +62,7 @@ static CPUS: [Cell; crate::interrupts::MAX_CPUS] = [const {
         syscalls: 0,
         cpu: 0,
     }))
-}; crate::interrupts::MAX_CPUS];
+}; MAX_CPUS];
 
 /// Points GS at the boot CPU's data.
 pub fn init(syscall_stack_top: u64) {

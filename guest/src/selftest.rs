@@ -4,7 +4,7 @@ use crate::boot::Boot;
 use crate::exceptions::{self, Seen};
 use crate::fmt::{Dec, IDec};
 use crate::user::{self, TaskEnd};
-use crate::{apic, check, cpu, gdt, idt, interrupts, paging, pass, port, skip};
+use crate::{apic, check, cpu, gdt, idt, interrupts, paging, pass, port, skip, vectors};
 use core::sync::atomic::Ordering;
 use irqlab_abi::syscall as nr;
 use irqlab_x86::error_code::{Exception, PageFaultError};
@@ -151,7 +151,8 @@ fn tables() {
                 let want = idt::gate_for(v);
                 g == want
                     && g.ist != 0
-                    && (g.dpl == Ring::Ring3) == (v == 3 || v == crate::syscall::INT80_VECTOR)
+                    && (g.dpl == Ring::Ring3)
+                        == (v == Exception::Breakpoint as u8 || v == vectors::SYSCALL)
             }
             None => false,
         };
@@ -162,7 +163,8 @@ fn tables() {
     match bad {
         None => pass!(
             "idt",
-            "256 gates present, each with an IST stack; DPL 3 only on 3 (#BP) and 0x80"
+            "256 gates present, each with an IST stack; DPL 3 only on 3 (#BP) and {:#x}",
+            vectors::SYSCALL
         ),
         Some(v) => crate::fail!("idt", "gate {} is wrong", Dec(v.into())),
     }
@@ -452,7 +454,7 @@ fn external_interrupt() {
     }
     apic::LAPIC.enable();
     let before = interrupts::UNEXPECTED.load(Ordering::Relaxed);
-    apic::LAPIC.self_ipi(0x40);
+    apic::LAPIC.self_ipi(vectors::UNHANDLED_PROBE);
     cpu::sti();
     for _ in 0..1000 {
         core::hint::spin_loop();
@@ -461,8 +463,8 @@ fn external_interrupt() {
     let got = interrupts::UNEXPECTED.load(Ordering::Relaxed) - before;
     let last = interrupts::LAST_UNEXPECTED.load(Ordering::Relaxed);
     check!(
-        got == 1 && last == 0x40,
+        got == 1 && last == u64::from(vectors::UNHANDLED_PROBE),
         "unexpected-vector",
-        "LAPIC self-IPI at vector 0x40 with no handler was reported (count {}, vector {last:#x}) and EOIed", Dec(got)
+        "LAPIC self-IPI at vector {:#x} with no handler was reported (count {}, vector {last:#x}) and EOIed", vectors::UNHANDLED_PROBE, Dec(got)
     );
 }

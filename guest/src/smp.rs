@@ -14,6 +14,7 @@ use crate::apic::LAPIC;
 use crate::boot::Boot;
 use crate::cpu;
 use crate::gdt::IST_SIZE;
+use crate::percpu::MAX_CPUS;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use irqlab_abi::boot_info::MEM_RAM;
@@ -111,10 +112,10 @@ struct Params {
 }
 
 /// Each AP's RSP0 and IST stack tops, written by the BSP before the SIPI.
-struct ApStacks(UnsafeCell<[[u64; 8]; crate::interrupts::MAX_CPUS]>);
+struct ApStacks(UnsafeCell<[[u64; 8]; MAX_CPUS]>);
 // SAFETY: entry `i` is written by the BSP before AP `i` starts and only read by AP `i`.
 unsafe impl Sync for ApStacks {}
-static AP_STACKS: ApStacks = ApStacks(UnsafeCell::new([[0; 8]; crate::interrupts::MAX_CPUS]));
+static AP_STACKS: ApStacks = ApStacks(UnsafeCell::new([[0; 8]; MAX_CPUS]));
 
 /// CPUs running (the BSP counts).
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
@@ -145,7 +146,7 @@ fn alloc_stack(boot: &Boot, bytes: u64) -> Option<u64> {
 
 /// Starts every AP the boot info announces; returns how many CPUs are online.
 pub fn start_aps(boot: &Boot) -> usize {
-    let cpus = (boot.info.vcpus as usize).min(crate::interrupts::MAX_CPUS);
+    let cpus = (boot.info.vcpus as usize).min(MAX_CPUS);
     if cpus <= 1 || online() >= cpus {
         return online();
     }

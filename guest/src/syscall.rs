@@ -8,13 +8,12 @@
 //! The entry swaps GS to reach the per-CPU data, saves the user RSP there, switches to the
 //! per-CPU syscall stack, builds a [`SyscallFrame`] and calls
 //! [`dispatch`] with the number in RAX and arguments in RDI, RSI, RDX, R10, R8, R9.
+//! [`install_int80`] registers the `int 0x80` path ([`int80`]) with the IDT.
 
+use crate::frame::Frame;
 use crate::percpu::{OFF_SYSCALLS, OFF_SYSCALL_RSP, OFF_USER_RSP};
-use crate::{cpu, gdt, user};
+use crate::{cpu, gdt, idt, user, vectors};
 use irqlab_abi::syscall as nr;
-
-/// Vector of the legacy `int 0x80` gate (DPL 3).
-pub const INT80_VECTOR: u8 = 0x80;
 
 /// RFLAGS bits cleared on SYSCALL: AC, DF, IF, TF.
 const FMASK: u64 = (1 << 18) | (1 << 10) | (1 << 9) | (1 << 8);
@@ -99,8 +98,13 @@ extern "C" fn dispatch(f: &mut SyscallFrame) -> u64 {
     table(f.rax, [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9])
 }
 
+/// Installs [`int80`] as the IDT's handler of the `int 0x80` gate.
+pub fn install_int80() {
+    idt::set_handler(vectors::SYSCALL, int80);
+}
+
 /// The `int 0x80` path: same numbers and registers, result in RAX.
-pub fn int80(frame: &mut crate::idt::Frame) {
+pub fn int80(frame: &mut Frame) {
     frame.rax = table(
         frame.rax,
         [

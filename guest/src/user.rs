@@ -10,9 +10,9 @@
 //! with U/S = 1. User code must not call into kernel text (that is a #PF, like a real user
 //! program jumping into the kernel): every helper it uses is `#[inline(always)]`.
 
-use crate::idt::Frame;
+use crate::frame::Frame;
 use crate::percpu::OFF_TASK_RETURN_RSP;
-use crate::{cpu, gdt, paging};
+use crate::{cpu, gdt, paging, vectors};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use irqlab_abi::syscall as nr;
@@ -189,7 +189,8 @@ fn int80(n: u64, a: [u64; 6]) -> u64 {
     // SAFETY: the DPL-3 gate 0x80 enters the kernel, which returns the result in RAX and
     // restores every other register.
     unsafe {
-        core::arch::asm!("int 0x80", inlateout("rax") n => ret, in("rdi") a[0], in("rsi") a[1],
+        core::arch::asm!("int {vector}", vector = const vectors::SYSCALL,
+            inlateout("rax") n => ret, in("rdi") a[0], in("rsi") a[1],
             in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5], options(nostack));
     }
     ret

@@ -14,8 +14,8 @@ use toml::Spanned;
 pub const MEM_MIB_MIN: u64 = 2;
 /// Largest guest memory: RAM stays below the 32-bit MMIO hole.
 pub const MEM_MIB_MAX: u64 = MMIO_HOLE_START >> 20;
-/// Most vCPUs.
-pub const VCPUS_MAX: u8 = 8;
+/// Most vCPUs (the guest ABI's limit: the irqlab guest sizes its per-CPU tables by it).
+pub const VCPUS_MAX: u8 = irqlab_abi::limits::MAX_VCPUS;
 /// Default guest memory in MiB.
 pub const DEFAULT_MEM_MIB: u64 = 64;
 /// Default command line for the built-in guest.

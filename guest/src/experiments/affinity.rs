@@ -8,9 +8,10 @@
 use super::{wait_until, Stream};
 use crate::boot::Boot;
 use crate::fmt::Dec;
-use crate::interrupts::{self, MSI_VECTOR, PIT_VECTOR};
 use crate::ioapic::{IoApic, Route};
 use crate::msi_source::MsiSource;
+use crate::percpu::MAX_CPUS;
+use crate::{interrupts, vectors};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 static TICKS: Stream = Stream::new();
@@ -38,7 +39,7 @@ pub fn run(boot: &Boot) {
     }
     let online = crate::smp::start_aps(boot);
     crate::check!(
-        online == cpus.min(interrupts::MAX_CPUS),
+        online == cpus.min(MAX_CPUS),
         "smp-bringup",
         "{} of {} CPUs online (INIT + STARTUP IPIs, real-mode trampoline at {:#x})",
         Dec(online as u64),
@@ -59,17 +60,15 @@ pub fn run(boot: &Boot) {
     let dev = MsiSource::new(d.msi_source_base);
     TICKS.reset();
     MSIS.reset();
-    interrupts::register(PIT_VECTOR, tick);
-    interrupts::register(MSI_VECTOR, msi);
-    let pit_before: [u64; interrupts::MAX_CPUS] =
-        core::array::from_fn(|c| interrupts::count(c, PIT_VECTOR));
-    let msi_before: [u64; interrupts::MAX_CPUS] =
-        core::array::from_fn(|c| interrupts::count(c, MSI_VECTOR));
+    interrupts::register(vectors::PIT, tick);
+    interrupts::register(vectors::MSI, msi);
+    let pit_before: [u64; MAX_CPUS] = core::array::from_fn(|c| interrupts::count(c, vectors::PIT));
+    let msi_before: [u64; MAX_CPUS] = core::array::from_fn(|c| interrupts::count(c, vectors::MSI));
     // APIC IDs equal CPU indexes (the VMM's CPUID says so).
     io.route(
         d.pit_gsi,
         Route {
-            vector: PIT_VECTOR,
+            vector: vectors::PIT,
             dest: pit_cpu as u8,
             logical: false,
             level: false,
@@ -81,7 +80,7 @@ pub fn run(boot: &Boot) {
     let have_msi = dev.present();
     if have_msi {
         let wb = &EVENTS as *const AtomicU32 as u64;
-        dev.start(1 << msi_cpu, true, MSI_VECTOR, count, rate, wb);
+        dev.start(1 << msi_cpu, true, vectors::MSI, count, rate, wb);
     }
     let timeout = ticks * 2000 / hz + u64::from(count) * 2000 / u64::from(rate.max(1)) + 2000;
     let done = wait_until(boot, timeout, true, || {
@@ -91,24 +90,23 @@ pub fn run(boot: &Boot) {
     io.mask(d.pit_gsi);
     // Let the last interrupts land before counting.
     wait_until(boot, 20, true, || false);
-    let delta =
-        |before: &[u64; interrupts::MAX_CPUS], v: u8, c: usize| interrupts::count(c, v) - before[c];
-    let pit_on_target = delta(&pit_before, PIT_VECTOR, pit_cpu);
+    let delta = |before: &[u64; MAX_CPUS], v: u8, c: usize| interrupts::count(c, v) - before[c];
+    let pit_on_target = delta(&pit_before, vectors::PIT, pit_cpu);
     let pit_elsewhere: u64 = (0..online)
         .filter(|&c| c != pit_cpu)
-        .map(|c| delta(&pit_before, PIT_VECTOR, c))
+        .map(|c| delta(&pit_before, vectors::PIT, c))
         .sum();
-    let msi_on_target = delta(&msi_before, MSI_VECTOR, msi_cpu);
+    let msi_on_target = delta(&msi_before, vectors::MSI, msi_cpu);
     let msi_elsewhere: u64 = (0..online)
         .filter(|&c| c != msi_cpu)
-        .map(|c| delta(&msi_before, MSI_VECTOR, c))
+        .map(|c| delta(&msi_before, vectors::MSI, c))
         .sum();
     interrupts::print_table(
         online,
         &[
-            (PIT_VECTOR, "IO-APIC pin 2 (PIT)"),
-            (MSI_VECTOR, "MSI source"),
-            (super::WAKE_VECTOR, "LAPIC timer (wake-up)"),
+            (vectors::PIT, "IO-APIC pin 2 (PIT)"),
+            (vectors::MSI, "MSI source"),
+            (vectors::WAKE, "LAPIC timer (wake-up)"),
         ],
     );
     crate::check!(

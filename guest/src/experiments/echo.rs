@@ -9,9 +9,9 @@
 use super::wait_until;
 use crate::boot::Boot;
 use crate::fmt::Dec;
-use crate::interrupts::{self, UART_VECTOR};
 use crate::ioapic::{IoApic, Route};
 use crate::port;
+use crate::{interrupts, vectors};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -161,12 +161,12 @@ pub fn run(boot: &Boot) {
     let level = boot.cmdline.get("trigger") == Some("level");
     let until = boot.cmdline.get("until").unwrap_or("quit");
     let max_lines = boot.cmdline.get_u64("lines", 0);
-    interrupts::register(UART_VECTOR, handler);
+    interrupts::register(vectors::UART, handler);
     let io = IoApic::new(d.ioapic_base);
     io.route(
         d.uart_gsi,
         Route {
-            vector: UART_VECTOR,
+            vector: vectors::UART,
             dest: crate::apic::LAPIC.id(),
             logical: false,
             level,
@@ -224,7 +224,7 @@ pub fn run(boot: &Boot) {
     // SAFETY: back to the polled console.
     unsafe { port::outb(d.uart_port + IER, 0) };
     io.mask(d.uart_gsi);
-    interrupts::unregister(UART_VECTOR);
+    interrupts::unregister(vectors::UART);
     let (rx, thre, dropped) = (
         RX_IRQS.load(Ordering::Relaxed),
         THRE_IRQS.load(Ordering::Relaxed),

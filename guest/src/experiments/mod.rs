@@ -2,7 +2,7 @@
 //! and reports PASS/FAIL/SKIP lines (see `report`).
 //!
 //! Waiting is done with `sti; hlt`, so the vCPU sleeps in KVM (in-kernel LAPIC) and the wait
-//! itself costs no exit to userspace. A backstop LAPIC timer at [`WAKE_VECTOR`] wakes the
+//! itself costs no exit to userspace. A backstop LAPIC timer at [`vectors::WAKE`] wakes the
 //! CPU every 10 ms so a lost interrupt ends in a FAIL line rather than a hang, unless the
 //! experiment uses the LAPIC timer itself.
 
@@ -14,11 +14,9 @@ pub mod timer;
 
 use crate::apic::{TimerMode, LAPIC};
 use crate::boot::Boot;
-use crate::cpu;
+use crate::{cpu, vectors};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Vector of the backstop wake-up timer.
-pub const WAKE_VECTOR: u8 = 0x5f;
 /// LAPIC timer clocks per millisecond (divide by 1), measured by [`calibrate`].
 static LAPIC_PER_MS: AtomicU64 = AtomicU64::new(0);
 
@@ -33,7 +31,7 @@ fn wake() {
 pub fn init(boot: &Boot) {
     crate::pic::mask_all();
     LAPIC.enable();
-    crate::interrupts::register(WAKE_VECTOR, wake);
+    crate::interrupts::register(vectors::WAKE, wake);
     calibrate(boot);
     let pins = crate::ioapic::IoApic::new(boot.info.devices.ioapic_base).pins();
     crate::check!(
@@ -47,7 +45,7 @@ pub fn init(boot: &Boot) {
 /// Measures the LAPIC timer clock against the TSC over ~2 ms.
 fn calibrate(boot: &Boot) {
     let khz = boot.info.tsc_khz.max(1);
-    LAPIC.start_timer(TimerMode::OneShot, WAKE_VECTOR, u32::MAX);
+    LAPIC.start_timer(TimerMode::OneShot, vectors::WAKE, u32::MAX);
     let c0 = LAPIC.timer_current();
     let t0 = cpu::rdtsc();
     while cpu::rdtsc() - t0 < 2 * khz {
@@ -71,7 +69,7 @@ pub fn wait_until(boot: &Boot, timeout_ms: u64, backstop: bool, done: impl Fn() 
     let deadline = cpu::rdtsc() + timeout_ms * boot.info.tsc_khz;
     if backstop {
         let ten_ms = (10 * lapic_per_ms()).min(u64::from(u32::MAX)) as u32;
-        LAPIC.start_timer(TimerMode::Periodic, WAKE_VECTOR, ten_ms);
+        LAPIC.start_timer(TimerMode::Periodic, vectors::WAKE, ten_ms);
     }
     // The clock is read after a backstop wake-up (every 10 ms) or every 64th wake-up, not on
     // each: this loop runs once per interrupt, and an emulated `rdtsc` costs as much as three

@@ -12,8 +12,8 @@
 use super::{rate_mhz, wait_until, Stream};
 use crate::boot::Boot;
 use crate::fmt::{Dec, Milli};
-use crate::interrupts::{self, MSI_VECTOR};
 use crate::msi_source::MsiSource;
+use crate::{interrupts, vectors};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 static MSIS: Stream = Stream::new();
@@ -41,9 +41,9 @@ pub fn run(boot: &Boot) {
     MSIS.reset();
     EVENT_COUNTER.store(0, Ordering::Relaxed);
     SEEN.store(0, Ordering::Relaxed);
-    interrupts::register(MSI_VECTOR, handler);
+    interrupts::register(vectors::MSI, handler);
     let wb = &EVENT_COUNTER as *const AtomicU32 as u64;
-    dev.start(dest, false, MSI_VECTOR, count, rate, wb);
+    dev.start(dest, false, vectors::MSI, count, rate, wb);
     let timeout_ms = if rate == 0 {
         5000
     } else {

@@ -9,8 +9,8 @@
 use super::{rate_mhz, wait_until, Stream};
 use crate::boot::Boot;
 use crate::fmt::{Dec, Milli};
-use crate::interrupts::{self, MSI_VECTOR};
 use crate::msi_source::MsiSource;
+use crate::{interrupts, vectors};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Vector dispatches (one per harvest that found the vector's PIR bit, or per direct MSI),
@@ -73,14 +73,14 @@ pub fn run(boot: &Boot) {
     EVENT_COUNTER.store(0, Ordering::Relaxed);
     SEEN.store(0, Ordering::Relaxed);
     FIRST_SEEN.store(0, Ordering::Relaxed);
-    interrupts::register(MSI_VECTOR, handler);
+    interrupts::register(vectors::MSI, handler);
     let notifications_before = crate::posted::NOTIFICATIONS.load(Ordering::Relaxed);
     dev.set_mode(posted, crate::posted::descriptor_addr(cpu));
     if poll {
         crate::posted::suppress(cpu, true);
     }
     let wb = &EVENT_COUNTER as *const AtomicU32 as u64;
-    dev.start(cpu as u8, false, MSI_VECTOR, count, rate, wb);
+    dev.start(cpu as u8, false, vectors::MSI, count, rate, wb);
     let timeout_ms = if rate == 0 {
         10_000
     } else {

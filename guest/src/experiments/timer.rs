@@ -12,8 +12,8 @@ use super::{rate_mhz, wait_until, Stream};
 use crate::apic::{TimerMode, LAPIC};
 use crate::boot::Boot;
 use crate::fmt::{Dec, Milli};
-use crate::interrupts::{self, LAPIC_TIMER_VECTOR, PIT_VECTOR};
 use crate::ioapic::{IoApic, Route};
+use crate::{interrupts, vectors};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static TICKS: Stream = Stream::new();
@@ -52,11 +52,11 @@ pub fn run(boot: &Boot) {
             let d = &boot.info.devices;
             let io = IoApic::new(d.ioapic_base);
             let (divisor, real) = crate::pit::divisor_for(hz);
-            interrupts::register(PIT_VECTOR, tick);
+            interrupts::register(vectors::PIT, tick);
             io.route(
                 d.pit_gsi,
                 Route {
-                    vector: PIT_VECTOR,
+                    vector: vectors::PIT,
                     dest: LAPIC.id(),
                     logical: false,
                     level: false,
@@ -82,8 +82,8 @@ pub fn run(boot: &Boot) {
         }
         "lapic" => {
             let count = (super::lapic_per_ms() * 1000 / hz).max(1);
-            interrupts::register(LAPIC_TIMER_VECTOR, tick);
-            LAPIC.start_timer(TimerMode::Periodic, LAPIC_TIMER_VECTOR, count as u32);
+            interrupts::register(vectors::LAPIC_TIMER, tick);
+            LAPIC.start_timer(TimerMode::Periodic, vectors::LAPIC_TIMER, count as u32);
             ("timer-lapic", super::lapic_per_ms() * 1_000_000 / count)
         }
         "deadline" => {
@@ -93,8 +93,8 @@ pub fn run(boot: &Boot) {
             }
             let period = khz * 1000 / hz;
             DEADLINE_PERIOD.store(period, Ordering::Relaxed);
-            interrupts::register(LAPIC_TIMER_VECTOR, deadline_tick);
-            LAPIC.start_timer(TimerMode::TscDeadline, LAPIC_TIMER_VECTOR, 0);
+            interrupts::register(vectors::LAPIC_TIMER, deadline_tick);
+            LAPIC.start_timer(TimerMode::TscDeadline, vectors::LAPIC_TIMER, 0);
             let first = crate::cpu::rdtsc() + period;
             NEXT_DEADLINE.store(first, Ordering::Relaxed);
             LAPIC.set_tsc_deadline(first);

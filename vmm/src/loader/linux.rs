@@ -25,7 +25,7 @@ pub fn is_bzimage(b: &[u8]) -> bool {
 
 /// The top of guest RAM holds irqlab's posted-interrupt descriptors (one per vCPU; a page for
 /// the largest machine, see [`crate::ram_layout`]): a kernel must end below them.
-pub const TOP_RESERVED: u64 = crate::ram_layout::posted_bytes(crate::config::VCPUS_MAX);
+pub const TOP_RESERVED: u64 = crate::ram_layout::posted_bytes(irqlab_abi::limits::MAX_VCPUS);
 
 /// Where a bzImage goes in guest memory, from its setup header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

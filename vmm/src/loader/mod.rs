@@ -40,7 +40,7 @@ impl KernelImage<'static> {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
         Self::read(
             path,
-            crate::config::MEM_MIB_MAX << 20,
+            irqlab_abi::layout::MMIO_HOLE_START,
             "the most guest memory irqlab creates",
         )
     }
