@@ -29,15 +29,22 @@
 //! ([`hist::LatencyHist`], bucket counts).
 
 pub mod hist;
+pub mod model;
 pub mod output;
 pub mod ring;
 pub mod stream;
 pub mod summarize;
 pub mod svg;
+pub mod table;
+
+mod drain;
+mod probe;
+
+pub use drain::{TraceDrain, DRAIN_PERIOD};
+pub use probe::{TracedLine, TracedSink};
 
 use crate::kvm_stats::StatDesc;
-use irqlab_devices::ioapic::PinRoute;
-use irqlab_devices::{IrqLine, MsiMessage, MsiOutcome, MsiSink};
+use irqlab_devices::{MsiMessage, MsiOutcome};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -450,177 +457,4 @@ struct ExitLine {
     value: u64,
     t_us: f64,
     vmm_ns: u64,
-}
-
-/// An [`IrqLine`] that records rising edges as raise events.
-pub struct TracedLine {
-    inner: Arc<dyn IrqLine>,
-    tracer: Arc<Tracer>,
-    source: Source,
-    pin: Option<u8>,
-    level: std::sync::atomic::AtomicBool,
-    /// With the kernel irqchip the line *is* the injection (`KVM_IRQ_LINE`).
-    injects: bool,
-}
-
-impl TracedLine {
-    /// Wraps `inner`; `injects` when setting the line is itself the KVM call.
-    pub fn new(
-        inner: Arc<dyn IrqLine>,
-        tracer: Arc<Tracer>,
-        source: Source,
-        pin: Option<u8>,
-        injects: bool,
-    ) -> Self {
-        TracedLine {
-            inner,
-            tracer,
-            source,
-            pin,
-            level: std::sync::atomic::AtomicBool::new(false),
-            injects,
-        }
-    }
-}
-
-impl IrqLine for TracedLine {
-    fn set_level(&self, level: bool) {
-        let was = self.level.swap(level, Ordering::Relaxed);
-        let rising = level && !was;
-        if !rising {
-            self.inner.set_level(level);
-            return;
-        }
-        let call = host_tsc();
-        self.tracer.host_event(HostEvent::Raise {
-            source: self.source.clone(),
-            pin: self.pin,
-            tsc: call,
-        });
-        self.inner.set_level(level);
-        if self.injects {
-            self.tracer.host_event(HostEvent::Inject {
-                source: self.source.clone(),
-                pin: self.pin,
-                msi: None,
-                call,
-                ret: host_tsc(),
-                outcome: MsiOutcome::Delivered,
-            });
-        }
-    }
-}
-
-/// An [`MsiSink`] that records every injection.
-pub struct TracedSink {
-    inner: Arc<dyn MsiSink>,
-    tracer: Arc<Tracer>,
-    /// Source of messages not coming from an IO-APIC pin.
-    source: Source,
-}
-
-impl TracedSink {
-    /// Wraps `inner`; messages sent without a pin are attributed to `source`.
-    pub fn new(inner: Arc<dyn MsiSink>, tracer: Arc<Tracer>, source: Source) -> Self {
-        TracedSink {
-            inner,
-            tracer,
-            source,
-        }
-    }
-
-    fn traced(&self, source: Source, pin: Option<u8>, msg: MsiMessage) -> MsiOutcome {
-        let call = host_tsc();
-        if pin.is_none() {
-            // An MSI device's "raise" is its decision to send.
-            self.tracer.host_event(HostEvent::Raise {
-                source: source.clone(),
-                pin,
-                tsc: call,
-            });
-        }
-        let outcome = self.inner.send(msg);
-        let ret = host_tsc();
-        self.tracer.host_event(HostEvent::Inject {
-            source,
-            pin,
-            msi: Some(msg),
-            call,
-            ret,
-            outcome,
-        });
-        outcome
-    }
-}
-
-impl MsiSink for TracedSink {
-    fn send(&self, msg: MsiMessage) -> MsiOutcome {
-        self.traced(self.source.clone(), None, msg)
-    }
-
-    fn send_from_pin(&self, pin: u8, msg: MsiMessage) -> MsiOutcome {
-        self.traced(Source::for_pin(pin), Some(pin), msg)
-    }
-
-    fn routes_changed(&self, routes: &[PinRoute]) {
-        self.inner.routes_changed(routes)
-    }
-}
-
-/// Event-loop subscriber: drains the guest ring and flushes `exits.jsonl` every 20 ms; it
-/// also starts the `trace-writer` thread ([`stream::WriterThread`]), which correlates and
-/// writes on its own thread so the event loop (PIT ticks) never waits for output.
-pub struct TraceDrain {
-    tracer: Arc<Tracer>,
-    mem: crate::memory::GuestMemory,
-    timer: vmm_sys_util::timerfd::TimerFd,
-}
-
-/// How often the ring is drained (and the writer takes what was collected).
-pub const DRAIN_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
-
-impl TraceDrain {
-    /// A drain for `tracer` reading `mem`, and the writer thread.
-    pub fn new(tracer: Arc<Tracer>, mem: crate::memory::GuestMemory) -> std::io::Result<Self> {
-        Self::with_thread_start(tracer, mem, None)
-    }
-
-    /// As [`TraceDrain::new`]; the `trace-writer` thread runs `on_start` first (for a seccomp
-    /// filter: it writes `interrupts.jsonl`/`trace.json`, sleeps on a futex, and at the end
-    /// — when an output is not a regular file — reads its spool file back (`lseek`, `read`)
-    /// and opens the output for writing).
-    pub fn with_thread_start(
-        tracer: Arc<Tracer>,
-        mem: crate::memory::GuestMemory,
-        on_start: Option<Arc<dyn Fn() + Send + Sync>>,
-    ) -> std::io::Result<Self> {
-        let mut timer = vmm_sys_util::timerfd::TimerFd::new().map_err(std::io::Error::from)?;
-        timer
-            .reset(DRAIN_PERIOD, Some(DRAIN_PERIOD))
-            .map_err(std::io::Error::from)?;
-        let mut writer = lock(&tracer.writer);
-        if writer.is_none() {
-            if let Some(outputs) = tracer.take_outputs() {
-                *writer = Some(stream::WriterThread::spawn(&tracer, outputs, on_start)?);
-            }
-        }
-        drop(writer);
-        Ok(TraceDrain { tracer, mem, timer })
-    }
-}
-
-impl event_manager::MutEventSubscriber for TraceDrain {
-    fn init(&mut self, ops: &mut event_manager::EventOps) {
-        use std::os::fd::AsRawFd;
-        let _ = ops.add(event_manager::Events::new_raw(
-            self.timer.as_raw_fd(),
-            event_manager::EventSet::IN,
-        ));
-    }
-
-    fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
-        let _ = self.timer.wait();
-        lock(&self.tracer.ring).drain(&self.mem);
-        self.tracer.flush();
-    }
 }

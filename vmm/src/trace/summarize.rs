@@ -1,6 +1,7 @@
 //! `irqlab trace summarize DIR` and `irqlab trace diff DIR_A DIR_B`.
 
-use super::output::{table, SourceSummary, Summary};
+use super::model::{SourceSummary, Summary};
+use super::table::table;
 use std::path::{Path, PathBuf};
 
 /// Reading a trace directory failed.
