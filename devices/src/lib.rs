@@ -11,6 +11,7 @@ pub mod bench_port;
 pub mod debug_exit;
 pub mod fw_cfg;
 pub mod ioapic;
+pub mod mark;
 pub mod msi_source;
 pub mod pit;
 pub mod posted;

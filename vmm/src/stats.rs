@@ -2,15 +2,13 @@
 //! the run through the mark port (so a benchmark can count exits between two points of the
 //! guest's own timeline).
 //!
-//! The mark port ([`irqlab_abi::ports::MARK`], 4 bytes wide): a guest write of `v` records
-//! `(v, host time, exit counts so far)`. The counts include the mark's own exit, so the exits
-//! strictly between two marks are `b.exits.total - a.exits.total - 1`.
+//! The mark port ([`irqlab_abi::ports::MARK`], 4 bytes wide; the device is
+//! `irqlab_devices::mark`): a guest write of `v` records `(v, host time, exit counts so
+//! far)`. The counts include the mark's own exit, so the exits strictly between two marks are
+//! `b.exits.total - a.exits.total - 1`.
 
-use irqlab_devices::BusDevice;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// Userspace exits, by reason.
 #[derive(Debug, Default)]
@@ -130,57 +128,27 @@ impl FailureCounts {
     }
 }
 
-/// One guest mark.
-#[derive(Debug, Clone, Copy)]
-pub struct Mark {
-    /// The value the guest wrote.
-    pub value: u32,
-    /// Host time of the write.
-    pub at: Instant,
-    /// Exits so far (including this one).
-    pub exits: ExitCounts,
-}
+/// One guest mark: the exit counts at the guest's write of the mark port.
+pub type Mark = irqlab_devices::mark::Mark<ExitCounts>;
 
-/// The mark port device.
-pub struct MarkPort {
-    exits: Arc<ExitCounters>,
-    marks: Arc<Mutex<Vec<Mark>>>,
-}
+/// The mark port device (in `irqlab_devices::mark`), snapshotting the exit counters.
+pub type MarkPort = irqlab_devices::mark::MarkPort<ExitCounters>;
 
-/// Most marks kept (a guest writing the port in a loop cannot grow the VMM without bound).
-pub const MAX_MARKS: usize = 4096;
-
-impl MarkPort {
-    /// A port recording into `marks`.
-    pub fn new(exits: Arc<ExitCounters>, marks: Arc<Mutex<Vec<Mark>>>) -> Self {
-        MarkPort { exits, marks }
-    }
-}
-
-impl BusDevice for MarkPort {
-    fn read(&mut self, _offset: u64, _data: &mut [u8]) {}
-
-    fn write(&mut self, offset: u64, data: &[u8]) {
-        let Some(value) = irqlab_devices::le_value(data).filter(|_| offset == 0) else {
-            return;
-        };
-        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        if marks.len() < MAX_MARKS {
-            marks.push(Mark {
-                value: value as u32,
-                at: Instant::now(),
-                exits: self.exits.snapshot(),
-            });
-        }
+impl irqlab_devices::mark::MarkContext for ExitCounters {
+    type Snapshot = ExitCounts;
+    fn snapshot(&self) -> ExitCounts {
+        ExitCounters::snapshot(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn marks_snapshot_the_exit_counts() {
+        use irqlab_devices::BusDevice;
         let exits = Arc::new(ExitCounters::default());
         let marks = Arc::new(Mutex::new(Vec::new()));
         let mut port = MarkPort::new(exits.clone(), marks.clone());
@@ -189,10 +157,7 @@ mod tests {
         exits.count(ExitKind::Mmio);
         exits.count(ExitKind::Pio);
         port.write(0, &8u32.to_le_bytes());
-        port.write(2, &[1]); // outside the port: ignored
         let m = marks.lock().unwrap();
-        assert_eq!(m.len(), 2);
-        assert_eq!((m[0].value, m[1].value), (7, 8));
         let d = m[1].exits.since(&m[0].exits);
         assert_eq!((d.pio, d.mmio, d.total()), (1, 1, 2));
     }
@@ -228,16 +193,5 @@ mod tests {
                 ..Default::default()
             }
         );
-    }
-
-    #[test]
-    fn marks_are_bounded() {
-        let exits = Arc::new(ExitCounters::default());
-        let marks = Arc::new(Mutex::new(Vec::new()));
-        let mut port = MarkPort::new(exits, marks.clone());
-        for _ in 0..MAX_MARKS + 10 {
-            port.write(0, &[1]);
-        }
-        assert_eq!(marks.lock().unwrap().len(), MAX_MARKS);
     }
 }
