@@ -3,7 +3,8 @@
 //! Everything a guest kernel needs to run under irqlab and everything the VMM promises it:
 //! the boot info structure and where it lives, the guest-physical memory layout, the I/O ports
 //! and MMIO windows of the devices, the vCPU limit, the interrupt vectors both sides name, the
-//! debug-exit status values and the syscall numbers of the irqlab guest's own ring-3 ABI.
+//! debug-exit status values, the syscall numbers of the irqlab guest's own ring-3 ABI and the
+//! format of its result lines.
 //! `docs/guest-abi.md` is the prose version of this crate.
 //!
 //! The crate is `no_std` and has no dependencies so the guest kernel uses the very same
@@ -19,6 +20,7 @@ pub mod msi_source;
 pub mod ports;
 pub mod posted;
 pub mod pvh;
+pub mod results;
 pub mod stats;
 pub mod status;
 pub mod syscall;

@@ -36,14 +36,15 @@ fn row(boot: &Boot, name: &str, samples: &mut [u32]) {
     let s = stats(samples);
     let khz = boot.info.tsc_khz;
     let ns = |c: u32| (u64::from(c) * 1_000_000).checked_div(khz).unwrap_or(0);
-    println!(
-        "COST {name}: iters={} min={} median={} p99={} cycles (median {} ns)",
-        Dec(samples.len() as u64),
-        Dec(s.min.into()),
-        Dec(s.median.into()),
-        Dec(s.p99.into()),
-        Dec(ns(s.median))
-    );
+    let row = irqlab_abi::results::Cost {
+        name,
+        iters: samples.len() as u64,
+        min: s.min.into(),
+        median: s.median.into(),
+        p99: s.p99.into(),
+        median_ns: ns(s.median),
+    };
+    println!("{row}");
 }
 
 /// Times `f` in kernel mode.

@@ -7,26 +7,7 @@
 
 use core::fmt;
 
-/// A u64 printed in decimal by this kernel's own code.
-pub struct Dec(pub u64);
-
-impl fmt::Display for Dec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut v = self.0;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        // SAFETY: only ASCII digits were written.
-        f.write_str(unsafe { core::str::from_utf8_unchecked(&buf[i..]) })
-    }
-}
+pub use irqlab_abi::results::Dec;
 
 /// A signed value in decimal.
 pub struct IDec(pub i64);

@@ -1,8 +1,9 @@
 //! Self-test results: `PASS|FAIL|SKIP name: detail` lines and the closing `SUMMARY` line that
-//! the integration tests read.
+//! the integration tests read, in the format `irqlab_abi::results` defines (and parses).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
+use irqlab_abi::results::{Check, Status, Summary};
 
 static PASSED: AtomicU32 = AtomicU32::new(0);
 static FAILED: AtomicU32 = AtomicU32::new(0);
@@ -20,21 +21,20 @@ pub enum Outcome {
 
 /// Records and prints one result.
 pub fn result(outcome: Outcome, name: &str, detail: fmt::Arguments) {
-    let tag = match outcome {
-        Outcome::Pass => {
-            PASSED.fetch_add(1, Ordering::Relaxed);
-            "PASS"
-        }
-        Outcome::Fail => {
-            FAILED.fetch_add(1, Ordering::Relaxed);
-            "FAIL"
-        }
-        Outcome::Skip => {
-            SKIPPED.fetch_add(1, Ordering::Relaxed);
-            "SKIP"
-        }
+    let (counter, status) = match outcome {
+        Outcome::Pass => (&PASSED, Status::Pass),
+        Outcome::Fail => (&FAILED, Status::Fail),
+        Outcome::Skip => (&SKIPPED, Status::Skip),
     };
-    crate::println!("{tag} {name}: {detail}");
+    counter.fetch_add(1, Ordering::Relaxed);
+    crate::println!(
+        "{}",
+        Check {
+            status,
+            name,
+            detail
+        }
+    );
 }
 
 /// Records a check that passes when `ok` holds.
@@ -44,19 +44,13 @@ pub fn check(ok: bool, name: &str, detail: fmt::Arguments) {
 
 /// Prints `SUMMARY passed=… failed=… skipped=…` and returns the guest status to exit with.
 pub fn summary() -> u32 {
-    let (p, f, s) = (
-        PASSED.load(Ordering::Relaxed),
-        FAILED.load(Ordering::Relaxed),
-        SKIPPED.load(Ordering::Relaxed),
-    );
-    use crate::fmt::Dec;
-    crate::println!(
-        "SUMMARY passed={} failed={} skipped={}",
-        Dec(p.into()),
-        Dec(f.into()),
-        Dec(s.into())
-    );
-    if f == 0 {
+    let summary = Summary {
+        passed: PASSED.load(Ordering::Relaxed),
+        failed: FAILED.load(Ordering::Relaxed),
+        skipped: SKIPPED.load(Ordering::Relaxed),
+    };
+    crate::println!("{summary}");
+    if summary.failed == 0 {
         irqlab_abi::status::PASS
     } else {
         irqlab_abi::status::FAIL

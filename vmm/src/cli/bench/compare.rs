@@ -22,12 +22,12 @@ pub struct CompareArgs {
 
 /// The guest's result lines ("PASS name", …) in order, for comparing two VMMs.
 fn result_set(console: &str) -> Vec<String> {
+    use irqlab_abi::results::Line;
     console
         .lines()
-        .filter_map(|l| {
-            let (tag, rest) = l.split_once(' ')?;
-            let name = rest.split(':').next()?;
-            matches!(tag, "PASS" | "FAIL" | "SKIP").then(|| format!("{tag} {name}"))
+        .filter_map(|l| match Line::parse(l)? {
+            Line::Check(c) => Some(format!("{} {}", c.status.tag(), c.name)),
+            _ => None,
         })
         .collect()
 }
