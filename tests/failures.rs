@@ -70,21 +70,21 @@ fn elf_that_does_not_fit_in_guest_memory() {
 
 #[test]
 fn malformed_toml() {
-    let dir = scratch("malformed");
-    let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "mem_mib = 64\nvcpus = = 1\n").unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG));
+    let (cfg, err) = refused_config(
+        &scratch("malformed"),
+        "bad.toml",
+        "mem_mib = 64\nvcpus = = 1\n",
+    );
     assert_one_line_error(&err, &format!("{}:2:", cfg.display()));
 }
 
 #[test]
 fn unknown_key() {
-    let dir = scratch("unknown-key");
-    let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "mem_mib = 64\n\nmemory_mb = 3\n").unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG));
+    let (cfg, err) = refused_config(
+        &scratch("unknown-key"),
+        "bad.toml",
+        "mem_mib = 64\n\nmemory_mb = 3\n",
+    );
     assert_one_line_error(
         &err,
         &format!("{}:3:1: unknown field `memory_mb`", cfg.display()),
@@ -93,11 +93,7 @@ fn unknown_key() {
 
 #[test]
 fn zero_memory() {
-    let dir = scratch("zero-mem");
-    let cfg = dir.join("zero.toml");
-    std::fs::write(&cfg, "mem_mib = 0\n").unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG));
+    let (cfg, err) = refused_config(&scratch("zero-mem"), "zero.toml", "mem_mib = 0\n");
     assert_one_line_error(&err, &format!("{}:1:11: `mem_mib` is 0", cfg.display()));
     // On the command line it is a usage error (see `bad_numeric_flags_are_usage_errors`).
     let (code, _, err) = run(&["run", "--mem-mib", "0"]);
@@ -209,12 +205,10 @@ fn sigterm_stops_the_guest_and_flushes_output() {
         return;
     }
     use std::io::Read;
-    let mut child = irqlab()
-        .args(["run", "--cmdline", "crash=hang", "--timeout", "30"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(
+        &["run", "--cmdline", "crash=hang", "--timeout", "30"],
+        std::process::Stdio::inherit(),
+    );
     // Wait until the guest is spinning (its last line is out), then signal.
     let mut out = String::new();
     let mut stdout = child.stdout.take().unwrap();
@@ -224,16 +218,9 @@ fn sigterm_stops_the_guest_and_flushes_output() {
         assert!(n > 0, "guest output ended early: {out}");
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    send_signal(&child, libc::SIGTERM);
     let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = read_stderr(&mut child);
     assert_eq!(status.code(), Some(i32::from(code::SIGTERM)), "{err}");
     assert_one_line_error(&err, "stopped by signal 15");
 }
@@ -304,7 +291,6 @@ fn run_with_deadline_and_memory_cap(args: &[&str]) -> (i32, String) {
 }
 
 fn wait_with_deadline(mut cmd: std::process::Command, args: &[&str]) -> (i32, String) {
-    use std::io::Read;
     let mut child = cmd
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -313,25 +299,12 @@ fn wait_with_deadline(mut cmd: std::process::Command, args: &[&str]) -> (i32, St
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("irqlab {args:?} still running after 10 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code().unwrap_or(-1), err)
+    let status = wait_bounded(
+        &mut child,
+        deadline,
+        &format!("irqlab {args:?} still running after 10 s"),
+    );
+    (status.code().unwrap_or(-1), read_stderr(&mut child))
 }
 
 fn mkfifo(path: &std::path::Path) {
@@ -455,10 +428,11 @@ fn initrd_or_modules_for_a_kernel_that_takes_none() {
          protocol",
     );
     // Named by the config line when it comes from the file.
-    let cfg = dir.join("native.toml");
-    std::fs::write(&cfg, "boot = \"native\"\ninitrd = \"initrd.cpio\"\n").unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    let (cfg, err) = refused_config(
+        &dir,
+        "native.toml",
+        "boot = \"native\"\ninitrd = \"initrd.cpio\"\n",
+    );
     assert_one_line_error(
         &err,
         &format!(
@@ -469,14 +443,11 @@ fn initrd_or_modules_for_a_kernel_that_takes_none() {
     // Modules are for Multiboot kernels only.
     let k = dir.join("plain.elf");
     std::fs::write(&k, tiny_elf(2, 62, 0x10_0000, 0, &[0xf4])).unwrap();
-    let cfg = dir.join("mods.toml");
-    std::fs::write(
-        &cfg,
+    let (cfg, err) = refused_config(
+        &dir,
+        "mods.toml",
         "kernel = \"plain.elf\"\nmodules = [\"initrd.cpio\"]\n",
-    )
-    .unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    );
     assert_one_line_error(
         &err,
         &format!(
@@ -570,44 +541,33 @@ fn a_stalled_console_reader_never_holds_up_the_guest_the_watchdog_or_signals() {
     if !kvm_or_skip("a_stalled_console_reader_never_holds_up_the_guest_the_watchdog_or_signals") {
         return;
     }
-    use std::process::Stdio;
     use std::time::{Duration, Instant};
     // The guest floods the console; nobody reads irqlab's stdout (a pipe whose reader stalls).
     for stop in ["watchdog", "sigterm"] {
-        let mut child = irqlab()
-            .args(["run", "--cmdline", "run=none crash=flood", "--timeout"])
-            .arg(if stop == "watchdog" { "2" } else { "0" })
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let timeout = if stop == "watchdog" { "2" } else { "0" };
+        let mut child = spawn_piped(
+            &[
+                "run",
+                "--cmdline",
+                "run=none crash=flood",
+                "--timeout",
+                timeout,
+            ],
+            std::process::Stdio::null(),
+        );
         let started = Instant::now();
         if stop == "sigterm" {
             // Give the flood time to fill the pipe and the console queue.
             std::thread::sleep(Duration::from_secs(2));
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            send_signal(&child, libc::SIGTERM);
         }
         // Wait without reading stdout (the stall), bounded.
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("{stop}: irqlab did not end while its stdout was not read");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let status = wait_bounded(
+            &mut child,
+            started + Duration::from_secs(60),
+            &format!("{stop}: irqlab did not end while its stdout was not read"),
+        );
+        let err = read_stderr(&mut child);
         let want = if stop == "watchdog" {
             code::TIMEOUT
         } else {

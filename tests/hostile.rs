@@ -4,7 +4,9 @@
 
 mod common;
 use common::*;
+use std::io::Read;
 use std::process::Stdio;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// VmRSS of `pid` in KiB.
@@ -26,8 +28,8 @@ const IOAPIC_LINE: &str = "irqlab: IO-APIC: ";
 /// Runs `hostile=KIND` and returns (exit code, stdout, stderr, RSS samples in KiB).
 fn hostile(kind: &str, vcpus: &str, timeout: &str) -> (i32, String, String, Vec<u64>) {
     let cmdline = format!("run=none hostile={kind}");
-    let mut child = irqlab()
-        .args([
+    let mut child = spawn_piped(
+        &[
             "run",
             "--cmdline",
             &cmdline,
@@ -35,46 +37,35 @@ fn hostile(kind: &str, vcpus: &str, timeout: &str) -> (i32, String, String, Vec<
             vcpus,
             "--timeout",
             timeout,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        Stdio::null(),
+    );
     // Read the pipes on threads so a chatty guest never stalls on them.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut so, &mut s).unwrap();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut se, &mut s).unwrap();
-        s
-    });
+    let out = read_on_thread(child.stdout.take().unwrap());
+    let err = read_on_thread(child.stderr.take().unwrap());
     let started = Instant::now();
     let mut samples = Vec::new();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if let Some(kib) = rss_kib(child.id()) {
-            samples.push(kib);
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("hostile={kind}: irqlab did not end by itself");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_bounded_sampling(
+        &mut child,
+        started + Duration::from_secs(120),
+        &format!("hostile={kind}: irqlab did not end by itself"),
+        |pid| samples.extend(rss_kib(pid)),
+    );
     (
         status.code().unwrap_or(-1),
         out.join().unwrap(),
         err.join().unwrap(),
         samples,
     )
+}
+
+/// Reads all of `pipe` on a thread of its own.
+fn read_on_thread(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        pipe.read_to_string(&mut s).unwrap();
+        s
+    })
 }
 
 /// Flat: after the first quarter of the run (boot, guest memory being touched), resident

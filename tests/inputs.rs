@@ -124,14 +124,11 @@ fn a_bzimage_takes_an_initrd_but_not_modules() {
     let dir = scratch("bz-inputs");
     std::fs::write(dir.join("vmlinuz"), debian_like_bzimage()).unwrap();
     std::fs::write(dir.join("payload"), "x").unwrap();
-    let cfg = dir.join("mods.toml");
-    std::fs::write(
-        &cfg,
+    let (cfg, err) = refused_config(
+        &dir,
+        "mods.toml",
         "kernel = \"vmlinuz\"\nmem_mib = 128\nmodules = [\"payload\"]\n",
-    )
-    .unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    );
     assert_one_line(
         &err,
         &format!(
@@ -142,14 +139,11 @@ fn a_bzimage_takes_an_initrd_but_not_modules() {
         ),
     );
     // An initrd is taken, so a missing one is the error (exit 65, before KVM).
-    let cfg = dir.join("initrd.toml");
-    std::fs::write(
-        &cfg,
+    let (cfg, err) = refused_config(
+        &dir,
+        "initrd.toml",
         "kernel = \"vmlinuz\"\nmem_mib = 128\ninitrd = \"missing.cpio\"\n",
-    )
-    .unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, i32::from(code::CONFIG), "{err}");
+    );
     assert_one_line(
         &err,
         &format!(

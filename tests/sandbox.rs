@@ -60,18 +60,12 @@ fn own(tasks: Vec<Task>) -> Vec<Task> {
 /// Starts `irqlab run ARGS` with stdin a pipe held open (so the stdin thread stays) and
 /// stdout drained by a thread.
 fn start(args: &[&str], config: Option<&std::path::Path>) -> (Child, std::process::ChildStdin) {
-    let mut cmd = irqlab();
-    cmd.arg("run");
+    let mut words = vec!["run"];
     if let Some(c) = config {
-        cmd.arg(c);
+        words.push(c.to_str().unwrap());
     }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn irqlab");
+    words.extend(args);
+    let mut child = spawn_piped(&words, Stdio::piped());
     let mut out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         let mut sink = Vec::new();
@@ -99,16 +93,8 @@ fn wait_for_threads(pid: u32, expected: &[&str], ready: impl Fn(&Task) -> bool) 
 
 /// Ends the run with SIGTERM; returns the exit code and stderr.
 fn terminate(mut child: Child, stdin: std::process::ChildStdin) -> (i32, String) {
-    // SAFETY: signalling our own child, which has not been waited for.
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    send_signal(&child, libc::SIGTERM);
+    let err = read_stderr(&mut child);
     let status = child.wait().unwrap();
     drop(stdin);
     (status.code().unwrap_or(-1), err)

@@ -277,12 +277,22 @@ impl Running {
                 let n = unsafe { libc::write(pty.master.as_raw_fd(), key.as_ptr().cast(), 1) };
                 assert_eq!(n, 1, "write {how:?}: {}", std::io::Error::last_os_error());
             }
-            _ => {
-                // SAFETY: signalling our own child, which has not been waited for yet.
-                let rc = unsafe { libc::kill(self.child.id() as i32, how.signo()) };
-                check(rc, "kill");
-            }
+            _ => send_signal(&self.child, how.signo()),
         }
+    }
+
+    /// Asserts that irqlab has put the terminal in raw mode (a test of restoring it would
+    /// prove nothing otherwise).
+    fn assert_terminal_raw(&self) {
+        let pty = self.pty.as_ref().expect("a raw terminal needs the pty");
+        let raw = termios(&pty.slave);
+        assert_eq!(raw.c_lflag & (libc::ICANON | libc::ECHO), 0, "not raw");
+    }
+
+    /// Sends `how` and checks that it stopped the run (see [`Running::expect_stopped_by`]).
+    fn stop_with(self, how: Send, context: &str) -> (String, String) {
+        self.send(how);
+        self.expect_stopped_by(how.signo(), context)
     }
 
     /// Closes the terminal (the pty master), as when a terminal window is closed: the kernel
@@ -356,11 +366,7 @@ fn pty_signal_during_setup_50_times() {
         let how = [Send::Int, Send::Term, Send::CtrlC][i % 3];
         let mut r = long_run(Input::Pty, 1 + (i % 2) as u8);
         r.wait_until_signals_blocked();
-        r.send(how);
-        r.expect_stopped_by(
-            how.signo(),
-            &format!("repetition {i}, {how:?} during setup"),
-        );
+        r.stop_with(how, &format!("repetition {i}, {how:?} during setup"));
     }
 }
 
@@ -374,13 +380,8 @@ fn pty_signal_during_the_run() {
         let mut r = long_run(Input::Pty, [1, 2, 4][i]);
         r.wait_for_output("irqlab guest");
         // The test would prove nothing if irqlab had not changed the terminal.
-        let raw = termios(&r.pty.as_ref().unwrap().slave);
-        assert_eq!(raw.c_lflag & (libc::ICANON | libc::ECHO), 0, "not raw");
-        r.send(how);
-        r.expect_stopped_by(
-            how.signo(),
-            &format!("repetition {i}, {how:?} during the run"),
-        );
+        r.assert_terminal_raw();
+        r.stop_with(how, &format!("repetition {i}, {how:?} during the run"));
     }
 }
 
@@ -400,12 +401,10 @@ fn pty_sighup_and_sigquit_during_setup_and_the_run() {
             r.wait_until_signals_blocked();
         } else {
             r.wait_for_output("irqlab guest");
-            let raw = termios(&r.pty.as_ref().unwrap().slave);
-            assert_eq!(raw.c_lflag & (libc::ICANON | libc::ECHO), 0, "not raw");
+            r.assert_terminal_raw();
         }
-        r.send(how);
-        r.expect_stopped_by(
-            how.signo(),
+        r.stop_with(
+            how,
             &format!(
                 "repetition {i}, {how:?} during {}",
                 if during_setup { "setup" } else { "the run" }
@@ -427,8 +426,7 @@ fn pipe_and_null_stdin_sighup_and_sigquit() {
         let how = [Send::Hup, Send::Quit][i % 2];
         let mut r = long_run(input, 1);
         r.wait_for_output("irqlab guest");
-        r.send(how);
-        r.expect_stopped_by(how.signo(), &format!("{how:?}, stdin {input:?}"));
+        r.stop_with(how, &format!("{how:?}, stdin {input:?}"));
     }
 }
 
@@ -450,25 +448,27 @@ fn pty_hangup_ends_a_traced_run_with_129_and_a_complete_trace() {
     assert_trace_complete(&dir, &interrupts);
 }
 
-#[test]
-fn pipe_stdin_signal_during_setup_and_run() {
-    if !kvm_or_skip("pipe_stdin_signal_during_setup_and_run") {
-        return;
-    }
+/// With stdin `input` (named `stdin` in failure messages), SIGINT and SIGTERM in turn, on one
+/// and two vCPUs: four times during setup, twice during the run.
+fn signal_during_setup_and_run(input: Input, stdin: &str) {
     for i in 0..6 {
         let how = [Send::Int, Send::Term][i % 2];
-        let mut r = long_run(Input::Pipe, 1 + (i % 2) as u8);
+        let mut r = long_run(input, 1 + (i % 2) as u8);
         if i < 4 {
             r.wait_until_signals_blocked();
         } else {
             r.wait_for_output("irqlab guest");
         }
-        r.send(how);
-        r.expect_stopped_by(
-            how.signo(),
-            &format!("repetition {i}, {how:?}, stdin a pipe"),
-        );
+        r.stop_with(how, &format!("repetition {i}, {how:?}, stdin {stdin}"));
     }
+}
+
+#[test]
+fn pipe_stdin_signal_during_setup_and_run() {
+    if !kvm_or_skip("pipe_stdin_signal_during_setup_and_run") {
+        return;
+    }
+    signal_during_setup_and_run(Input::Pipe, "a pipe");
 }
 
 #[test]
@@ -476,20 +476,7 @@ fn null_stdin_signal_during_setup_and_run() {
     if !kvm_or_skip("null_stdin_signal_during_setup_and_run") {
         return;
     }
-    for i in 0..6 {
-        let how = [Send::Int, Send::Term][i % 2];
-        let mut r = long_run(Input::Null, 1 + (i % 2) as u8);
-        if i < 4 {
-            r.wait_until_signals_blocked();
-        } else {
-            r.wait_for_output("irqlab guest");
-        }
-        r.send(how);
-        r.expect_stopped_by(
-            how.signo(),
-            &format!("repetition {i}, {how:?}, stdin /dev/null"),
-        );
-    }
+    signal_during_setup_and_run(Input::Null, "/dev/null");
 }
 
 /// A trace directory whose `interrupts.jsonl` is a one-page FIFO, opened for reading (without
@@ -589,6 +576,27 @@ fn assert_trace_complete(dir: &Path, interrupts: &str) {
     }
 }
 
+/// The guest exits by itself (trace directory `scratch_name`); `how` arrives while the trace
+/// is written. The signal decides the exit code, the line says how the run had ended, and the
+/// trace is complete. `context` names the case in failure messages.
+fn signal_while_the_trace_is_written_after_the_guest_exited(
+    how: Send,
+    scratch_name: &str,
+    context: &str,
+) {
+    let (dir, fifo) = fifo_trace_dir(scratch_name);
+    let mut r = start_traced(SHORT_TRACED, &dir);
+    wait_readable(&fifo, Some(&mut r));
+    r.send(how);
+    let interrupts = drain(fifo);
+    // More than the FIFO's page: irqlab could not finish the trace before the test read it,
+    // so the signal was pending before the run's end was reported.
+    assert!(interrupts.len() > 4096, "{} bytes", interrupts.len());
+    let (_, line) = r.expect_stopped_by(how.signo(), context);
+    assert!(line.contains("the run had already ended: "), "{line}");
+    assert_trace_complete(&dir, &interrupts);
+}
+
 /// The guest exits by itself; SIGTERM arrives while the trace is written. The signal decides
 /// the exit code and the line says how the run had ended.
 #[test]
@@ -596,17 +604,11 @@ fn pty_sigterm_while_the_trace_is_written_after_the_guest_exited() {
     if !kvm_or_skip("pty_sigterm_while_the_trace_is_written_after_the_guest_exited") {
         return;
     }
-    let (dir, fifo) = fifo_trace_dir("sig-trace-exit");
-    let mut r = start_traced(SHORT_TRACED, &dir);
-    wait_readable(&fifo, Some(&mut r));
-    r.send(Send::Term);
-    let interrupts = drain(fifo);
-    // More than the FIFO's page: irqlab could not finish the trace before the test read it,
-    // so the signal was pending before the run's end was reported.
-    assert!(interrupts.len() > 4096, "{} bytes", interrupts.len());
-    let (_, line) = r.expect_stopped_by(libc::SIGTERM, "SIGTERM during trace writing");
-    assert!(line.contains("the run had already ended: "), "{line}");
-    assert_trace_complete(&dir, &interrupts);
+    signal_while_the_trace_is_written_after_the_guest_exited(
+        Send::Term,
+        "sig-trace-exit",
+        "SIGTERM during trace writing",
+    );
 }
 
 /// As above with SIGHUP and SIGQUIT: either, arriving while the trace is written after the
@@ -617,15 +619,11 @@ fn pty_sighup_or_sigquit_while_the_trace_is_written_after_the_guest_exited() {
         return;
     }
     for how in [Send::Hup, Send::Quit] {
-        let (dir, fifo) = fifo_trace_dir(&format!("sig-trace-exit-{how:?}"));
-        let mut r = start_traced(SHORT_TRACED, &dir);
-        wait_readable(&fifo, Some(&mut r));
-        r.send(how);
-        let interrupts = drain(fifo);
-        assert!(interrupts.len() > 4096, "{} bytes", interrupts.len());
-        let (_, line) = r.expect_stopped_by(how.signo(), &format!("{how:?} during trace writing"));
-        assert!(line.contains("the run had already ended: "), "{line}");
-        assert_trace_complete(&dir, &interrupts);
+        signal_while_the_trace_is_written_after_the_guest_exited(
+            how,
+            &format!("sig-trace-exit-{how:?}"),
+            &format!("{how:?} during trace writing"),
+        );
     }
 }
 

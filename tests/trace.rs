@@ -41,6 +41,21 @@ fn traced_run(
     (dir, out)
 }
 
+/// How many events of the Chrome trace at `path` `pick` keeps.
+fn chrome_events(path: &Path, pick: impl Fn(&Value) -> bool) -> usize {
+    json(path)["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| pick(e))
+        .count()
+}
+
+/// The Chrome trace's handler slices (complete events, "X") in trace directory `dir`.
+fn handler_slices(dir: &Path) -> usize {
+    chrome_events(&dir.join("trace.json"), |e| e["ph"] == "X")
+}
+
 /// The guest's own count from "N of M ticks".
 fn guest_ticks(out: &str) -> u64 {
     let line = out
@@ -142,14 +157,7 @@ fn lockstep_records_match_the_guest_and_the_device_and_add_up() {
     sorted.dedup();
     assert_eq!(sorted.len(), seqs.len(), "sequence numbers are unique");
     // The Chrome trace parses and has one handler slice per record.
-    let chrome = json(&dir.join("trace.json"));
-    let slices = chrome["traceEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["ph"] == "X")
-        .count();
-    assert_eq!(slices, irqs.len());
+    assert_eq!(handler_slices(&dir), irqs.len());
     // Every exit line parses and names a reason.
     assert!(jsonl(&dir.join("exits.jsonl"))
         .iter()
@@ -252,8 +260,8 @@ fn trace_is_complete_after_sigint() {
         return;
     }
     let dir = scratch("sigint").join("trace");
-    let child = irqlab()
-        .args([
+    let child = spawn_piped(
+        &[
             "run",
             "--cmdline",
             "run=timer timer=pit hz=1000 ticks=1000000 tolerance=100",
@@ -261,11 +269,9 @@ fn trace_is_complete_after_sigint() {
             dir.to_str().unwrap(),
             "--timeout",
             "60",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        std::process::Stdio::inherit(),
+    );
     // interrupts.jsonl and trace.json are written as the run goes, not at its end.
     let start = std::time::Instant::now();
     let mut streamed = 0;
@@ -286,8 +292,7 @@ fn trace_is_complete_after_sigint() {
         chrome_head.starts_with("{\"traceEvents\":["),
         "{chrome_head:.80}"
     );
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    send_signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let irqs = jsonl(&dir.join("interrupts.jsonl"));
@@ -296,14 +301,7 @@ fn trace_is_complete_after_sigint() {
     jsonl(&dir.join("exits.jsonl"));
     let summary = json(&dir.join("summary.json"));
     assert_eq!(summary["records"].as_u64().unwrap() as usize, irqs.len());
-    let chrome = json(&dir.join("trace.json"));
-    let slices = chrome["traceEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["ph"] == "X")
-        .count();
-    assert_eq!(slices, irqs.len());
+    assert_eq!(handler_slices(&dir), irqs.len());
 }
 
 #[test]
@@ -336,17 +334,15 @@ fn exits_jsonl_is_capped_and_the_rest_counted() {
         "{out}"
     );
     // Only the written exits appear in the Chrome trace.
-    let chrome = json(&dir.join("out/trace.json"));
-    let instants = chrome["traceEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("exit ")))
-        .count();
+    let instants = chrome_events(&dir.join("out/trace.json"), |e| {
+        e["name"].as_str().is_some_and(|n| n.starts_with("exit "))
+    });
     assert_eq!(instants, 25);
-    std::fs::write(&cfg, "[trace]\ndir = \"out\"\nexits_max_records = -1\n").unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, 65, "{err}");
+    let (_, err) = refused_config(
+        &dir,
+        "t.toml",
+        "[trace]\ndir = \"out\"\nexits_max_records = -1\n",
+    );
     assert!(
         err.contains("t.toml:3:") && err.contains("exits_max_records"),
         "{err}"
@@ -358,11 +354,11 @@ fn bad_trace_settings_are_config_errors() {
     if !kvm_or_skip("trace config") {
         return;
     }
-    let dir = scratch("badtrace");
-    let cfg = dir.join("t.toml");
-    std::fs::write(&cfg, "[trace]\ndir = \"x\"\nring_records = 3\n").unwrap();
-    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
-    assert_eq!(code, 65, "{err}");
+    let (_, err) = refused_config(
+        &scratch("badtrace"),
+        "t.toml",
+        "[trace]\ndir = \"x\"\nring_records = 3\n",
+    );
     assert!(
         err.contains("t.toml:3:") && err.contains("ring_records"),
         "{err}"

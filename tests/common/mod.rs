@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: run the real `irqlab` binary on /dev/kvm.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Whether KVM tests can run. Without /dev/kvm they print a SKIP line and pass, except under
 /// CI (`CI=true`), where a missing /dev/kvm is a failure: CI runners must have it.
@@ -51,6 +53,79 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
     )
+}
+
+/// Starts irqlab with `args`, stdin as given, stdout and stderr pipes for the test to read.
+pub fn spawn_piped(args: &[&str], stdin: Stdio) -> Child {
+    irqlab()
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn irqlab")
+}
+
+/// Sends signal `signo` to `child`, asserting that it was sent. The child must not have been
+/// waited for (so its pid is still its own).
+pub fn send_signal(child: &Child, signo: i32) {
+    // SAFETY: signalling our own child, which has not been waited for.
+    let rc = unsafe { libc::kill(child.id() as i32, signo) };
+    assert_eq!(rc, 0, "kill {signo}: {}", std::io::Error::last_os_error());
+}
+
+/// Everything `child` writes to its stderr pipe, up to its end.
+pub fn read_stderr(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr is a pipe")
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// Waits for `child` to end, checking every 50 ms. If it still runs at `deadline`, kills it
+/// and fails the test with `on_timeout`.
+pub fn wait_bounded(child: &mut Child, deadline: Instant, on_timeout: &str) -> ExitStatus {
+    wait_bounded_sampling(child, deadline, on_timeout, |_| {})
+}
+
+/// As [`wait_bounded`], calling `sample` with the child's pid at every check while it runs.
+pub fn wait_bounded_sampling(
+    child: &mut Child,
+    deadline: Instant,
+    on_timeout: &str,
+    mut sample: impl FnMut(u32),
+) -> ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        sample(child.id());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{on_timeout}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes config file `dir/name` with `text`, runs `irqlab run` on it and asserts that the run
+/// is refused as a config error (exit 65); returns the file's path and stderr.
+pub fn refused_config(dir: &Path, name: &str, text: &str) -> (PathBuf, String) {
+    let cfg = dir.join(name);
+    std::fs::write(&cfg, text).unwrap();
+    let (code, _, err) = run(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(
+        code,
+        i32::from(irqlab::outcome::code::CONFIG),
+        "{}: {err}",
+        cfg.display()
+    );
+    (cfg, err)
 }
 
 /// The guest's result lines: ("PASS", "name", "detail").
