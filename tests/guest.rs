@@ -143,14 +143,15 @@ fn cost_experiments_report_ordered_statistics() {
         "run=cost iters=1000",
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    let rows: Vec<&str> = out
+    use irqlab_abi::results::{Cost, Line};
+    let rows: Vec<Cost> = out
         .lines()
-        .filter(|l| l.starts_with("COST ") && l.contains("iters="))
+        .filter_map(|l| match Line::parse(l)? {
+            Line::Cost(c) => Some(c),
+            _ => None,
+        })
         .collect();
-    let names: Vec<&str> = rows
-        .iter()
-        .map(|l| l[5..].split(':').next().unwrap())
-        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
     for want in [
         "timer-overhead",
         "function-call",
@@ -170,14 +171,10 @@ fn cost_experiments_report_ordered_statistics() {
         }
     }
     for row in rows {
-        let get = |k: &str| -> u64 {
-            row.split(' ')
-                .find_map(|w| w.strip_prefix(k))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{k} in {row}"))
-        };
-        assert_eq!(get("iters="), 1000, "{row}");
-        let (min, median, p99) = (get("min="), get("median="), get("p99="));
-        assert!(min > 0 && min <= median && median <= p99, "{row}");
+        assert_eq!(row.iters, 1000, "{row}");
+        assert!(
+            row.min > 0 && row.min <= row.median && row.median <= row.p99,
+            "{row}"
+        );
     }
 }

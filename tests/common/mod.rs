@@ -128,29 +128,30 @@ pub fn refused_config(dir: &Path, name: &str, text: &str) -> (PathBuf, String) {
     (cfg, err)
 }
 
-/// The guest's result lines: ("PASS", "name", "detail").
+/// The guest's result lines: ("PASS", "name", "detail"), read with the ABI's parser
+/// (`irqlab_abi::results`).
 pub fn results(stdout: &str) -> Vec<(String, String, String)> {
+    use irqlab_abi::results::Line;
     stdout
         .lines()
-        .filter_map(|l| {
-            let (tag, rest) = l.split_once(' ')?;
-            if !matches!(tag, "PASS" | "FAIL" | "SKIP") {
-                return None;
-            }
-            let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
-            Some((tag.to_string(), name.to_string(), detail.to_string()))
+        .filter_map(|l| match Line::parse(l)? {
+            Line::Check(c) => Some((
+                c.status.tag().to_string(),
+                c.name.to_string(),
+                c.detail.to_string(),
+            )),
+            _ => None,
         })
         .collect()
 }
 
 /// The SUMMARY line's counts (passed, failed, skipped).
 pub fn summary(stdout: &str) -> Option<(u32, u32, u32)> {
-    let line = stdout.lines().find(|l| l.starts_with("SUMMARY "))?;
-    let get = |k: &str| -> Option<u32> {
-        line.split(' ')
-            .find_map(|w| w.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
-    };
-    Some((get("passed")?, get("failed")?, get("skipped")?))
+    use irqlab_abi::results::Line;
+    stdout.lines().find_map(|l| match Line::parse(l)? {
+        Line::Summary(s) => Some((s.passed, s.failed, s.skipped)),
+        _ => None,
+    })
 }
 
 /// Result lines that fail because of the emulator under a nested hypervisor, not because of
