@@ -2,6 +2,7 @@
 //! a panic.
 #![no_main]
 
+use irqlab::config::ConfigLayer;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -9,10 +10,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let path = std::path::Path::new("/nonexistent/fuzz.toml");
-    if let Ok(mut cfg) = irqlab::config::VmConfig::from_toml(path, text) {
-        let _ = cfg.apply(&irqlab::config::Overrides::default());
-    } else if let Err(e) = irqlab::config::VmConfig::from_toml(path, text) {
-        let line = e.to_string();
-        assert!(!line.is_empty());
+    let validated = ConfigLayer::from_toml(path, text)
+        .and_then(|file| file.then(ConfigLayer::default()).validate());
+    if let Err(e) = validated {
+        assert!(!e.to_string().is_empty());
     }
 });

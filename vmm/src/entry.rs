@@ -9,7 +9,7 @@ use linux_loader::loader::bootparam::setup_header;
 use serde::Deserialize;
 
 /// How the kernel is entered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BootProtocol {
     /// From the image: a bzImage, or an ELF64 with a `"Linux"` note → linux; an ELF64 with

@@ -45,7 +45,7 @@ pub fn timeout(s: &str) -> Result<f64, String> {
 
 /// Adds the range checks to `irqlab run`'s numeric flags (`--mem-mib`, `--vcpus`,
 /// `--timeout`), which are declared in `run.rs` with plain types (and checked again, like the
-/// config file's keys, by `VmConfig::apply`). A value starting with `-` is taken as the value
+/// config file's keys, by `ConfigLayer::validate`). A value starting with `-` is taken as the value
 /// (as for every numeric flag), so `-1` and `-inf` are told the range too. Looks the flags up
 /// by id without panicking if one is renamed; `run_flags_are_range_checked` notices that.
 pub fn check_run_flags(cmd: clap::Command) -> clap::Command {

@@ -15,7 +15,7 @@ pub struct InspectArgs {
     kernel: PathBuf,
     /// Boot protocol to check the image against.
     #[arg(long, value_enum, default_value = "auto")]
-    boot: super::run::BootArg,
+    boot: BootProtocol,
     /// Guest memory in MiB the image must fit in (1-3072).
     #[arg(long, value_name = "N", default_value_t = irqlab::config::DEFAULT_MEM_MIB,
           allow_hyphen_values = true, value_parser = super::args::inspect_mem_mib)]
@@ -41,8 +41,7 @@ pub fn inspect(a: InspectArgs) -> u8 {
         Ok(m) => m,
         Err(e) => return fail(&e, code::HOST),
     };
-    let protocol: BootProtocol = a.boot.into();
-    let plan = match boot::load(&image, protocol, &mem, mem_size) {
+    let plan = match boot::load(&image, a.boot, &mem, mem_size) {
         Ok(p) => p,
         Err(e) => return fail(&e, code::KERNEL),
     };

@@ -1,10 +1,12 @@
 //! `irqlab run`.
 
 use clap::Args;
-use irqlab::config::{IrqchipMode, Overrides, VmConfig};
+use irqlab::config::{ConfigError, ConfigLayer, IrqchipMode, Sourced, TraceLayer, VmConfig};
+use irqlab::entry::BootProtocol;
 use irqlab::machine::{self, RunOptions};
 use irqlab::outcome::{code, Outcome};
 use irqlab::stop::Session;
+use irqlab::trace::TraceMode;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -25,7 +27,7 @@ pub struct RunArgs {
     vcpus: Option<u8>,
     /// Interrupt controller model.
     #[arg(long, value_enum)]
-    irqchip: Option<IrqchipArg>,
+    irqchip: Option<IrqchipMode>,
     /// Wall-clock watchdog in seconds (0 = off).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
@@ -39,11 +41,11 @@ pub struct RunArgs {
     /// How exits are attributed to interrupts: ring (no extra exits) or lockstep (one
     /// doorbell exit per interrupt, exact per-interrupt KVM statistics).
     #[arg(long, value_enum, value_name = "MODE")]
-    trace_mode: Option<TraceModeArg>,
+    trace_mode: Option<TraceMode>,
     /// Boot protocol: auto (bzImage or Linux note → linux, irqlab note → native, PVH note →
     /// pvh, Multiboot header → multiboot), native, pvh, multiboot, linux.
     #[arg(long, value_enum)]
-    boot: Option<BootArg>,
+    boot: Option<BootProtocol>,
     /// Initial ramdisk for a Linux kernel.
     #[arg(long, value_name = "PATH")]
     initrd: Option<PathBuf>,
@@ -64,74 +66,55 @@ pub struct RunArgs {
     report_memory: bool,
 }
 
+/// `--testdev` and `--x2apic`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub(super) enum OnOff {
+enum OnOff {
     On,
     Off,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub(super) enum BootArg {
-    Auto,
-    Native,
-    Pvh,
-    Multiboot,
-    Linux,
-}
-
-impl From<BootArg> for irqlab::entry::BootProtocol {
-    fn from(b: BootArg) -> Self {
-        match b {
-            BootArg::Auto => Self::Auto,
-            BootArg::Native => Self::Native,
-            BootArg::Pvh => Self::Pvh,
-            BootArg::Multiboot => Self::Multiboot,
-            BootArg::Linux => Self::Linux,
+impl RunArgs {
+    /// The flags as a config layer, each value's origin its flag.
+    fn layer(&self) -> ConfigLayer {
+        let on = |o: Option<OnOff>, flag| o.map(|o| Sourced::flag(matches!(o, OnOff::On), flag));
+        let trace = TraceLayer {
+            dir: self.trace.clone().map(|d| Sourced::flag(d, "--trace")),
+            mode: self.trace_mode.map(|m| Sourced::flag(m, "--trace-mode")),
+            ..TraceLayer::default()
+        };
+        ConfigLayer {
+            kernel: self.kernel.clone().map(|k| Sourced::flag(k, "--kernel")),
+            cmdline: self.cmdline.clone().map(|c| Sourced::flag(c, "--cmdline")),
+            mem_mib: self
+                .mem_mib
+                .map(|m| Sourced::flag(i64::try_from(m).unwrap_or(i64::MAX), "--mem-mib")),
+            vcpus: self.vcpus.map(|v| Sourced::flag(i64::from(v), "--vcpus")),
+            irqchip: self.irqchip.map(|i| Sourced::flag(i, "--irqchip")),
+            timeout_secs: self.timeout.map(|t| Sourced::flag(t, "--timeout")),
+            serial_log: self
+                .serial_log
+                .clone()
+                .map(|s| Sourced::flag(s, "--serial-log")),
+            trace: (trace != TraceLayer::default()).then_some(trace),
+            boot: self.boot.map(|b| Sourced::flag(b, "--boot")),
+            initrd: self.initrd.clone().map(|i| Sourced::flag(i, "--initrd")),
+            testdev: on(self.testdev, "--testdev"),
+            x2apic: on(self.x2apic, "--x2apic"),
+            seccomp: self
+                .no_seccomp
+                .then(|| Sourced::flag(false, "--no-seccomp")),
+            ..ConfigLayer::default()
         }
     }
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum TraceModeArg {
-    Ring,
-    Lockstep,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum IrqchipArg {
-    Split,
-    Kernel,
-}
-
-/// Loads the config and applies the flags.
-pub fn load_config(args: &RunArgs) -> Result<VmConfig, irqlab::config::ConfigError> {
-    let mut cfg = match &args.config {
-        Some(path) => VmConfig::from_file(path)?,
-        None => VmConfig::default(),
+/// The config file (if any) with the flags on top, validated.
+pub fn load_config(args: &RunArgs) -> Result<VmConfig, ConfigError> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_file(path)?,
+        None => ConfigLayer::default(),
     };
-    cfg.apply(&Overrides {
-        kernel: args.kernel.clone(),
-        cmdline: args.cmdline.clone(),
-        mem_mib: args.mem_mib,
-        vcpus: args.vcpus,
-        irqchip: args.irqchip.map(|i| match i {
-            IrqchipArg::Split => IrqchipMode::Split,
-            IrqchipArg::Kernel => IrqchipMode::Kernel,
-        }),
-        timeout_secs: args.timeout,
-        serial_log: args.serial_log.clone(),
-        trace_dir: args.trace.clone(),
-        initrd: args.initrd.clone(),
-        testdev: args.testdev.map(|t| matches!(t, OnOff::On)),
-        x2apic: args.x2apic.map(|x| matches!(x, OnOff::On)),
-        seccomp: args.no_seccomp.then_some(false),
-        boot: args.boot.map(Into::into),
-        trace_mode: args.trace_mode.map(|m| match m {
-            TraceModeArg::Ring => irqlab::trace::TraceMode::Ring,
-            TraceModeArg::Lockstep => irqlab::trace::TraceMode::Lockstep,
-        }),
-    })?;
-    Ok(cfg)
+    file.then(args.layer()).validate()
 }
 
 /// `irqlab run`.
