@@ -136,3 +136,36 @@ fn bench_irq_reports_every_case() {
         .unwrap();
     assert!(split_pit.contains("pio 0 mmio 0 eoi 0"), "{split_pit}");
 }
+
+#[test]
+fn verbose_diagnostics_are_apart_from_the_outcome_line() {
+    if !kvm_or_skip("verbose_diagnostics_are_apart_from_the_outcome_line") {
+        return;
+    }
+    let (code, _, quiet) = run(&["run", "--cmdline", "run=selftest"]);
+    assert_eq!(code, 0, "{quiet}");
+    assert!(
+        !quiet.contains("irqlab["),
+        "diagnostics without -v:\n{quiet}"
+    );
+    let (code, _, info) = run(&["-v", "run", "--cmdline", "run=selftest"]);
+    assert_eq!(code, 0, "{info}");
+    for want in [
+        "irqlab[info]: kernel built-in guest",
+        "irqlab[info]: VM: 64 MiB",
+    ] {
+        assert!(info.contains(want), "{want:?} missing:\n{info}");
+    }
+    assert!(!info.contains("irqlab[debug]"), "-v shows debug:\n{info}");
+    // -vv after the subcommand too (the flag is global).
+    let (code, _, debug) = run(&["run", "-vv", "--cmdline", "run=selftest"]);
+    assert_eq!(code, 0, "{debug}");
+    assert!(debug.contains("irqlab[debug]: userspace exits:"), "{debug}");
+    // Every stderr line is a diagnostic or the outcome's own `irqlab:` line.
+    for line in debug.lines() {
+        assert!(
+            line.starts_with("irqlab[") || line.starts_with("irqlab: "),
+            "{line}"
+        );
+    }
+}

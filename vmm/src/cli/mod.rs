@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod check;
 mod inspect;
+mod log;
 mod run;
 mod trace;
 
@@ -33,6 +34,10 @@ Exit codes: guest status 0-63 (0 = all passed); 64 usage, 65 config, 66 kernel i
 #[derive(Parser, Debug)]
 #[command(name = "irqlab", version, about, after_help = EXAMPLES)]
 struct Cli {
+    /// Diagnostics on stderr: -v how the machine is built and torn down, -vv more detail,
+    /// -vvv everything (lines start `irqlab[level]:`; the outcome stays one `irqlab:` line).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +84,7 @@ pub fn main() -> u8 {
             return 0;
         }
     };
+    log::init(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check => check::check(),

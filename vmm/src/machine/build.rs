@@ -73,9 +73,24 @@ impl Machine {
         let mem_size = config.mem_bytes();
         // Load the image before touching KVM, so image errors win over host errors.
         let mem = memory::create(mem_size)?;
-        let boot::Plan { kernel, entry, .. } = boot::load(&image, config.boot, &mem, mem_size)?;
+        let boot::Plan {
+            format,
+            kernel,
+            entry,
+        } = boot::load(&image, config.boot, &mem, mem_size)?;
+        log::info!(
+            "kernel {}: {format:?} at {:#x}..{:#x}, entry {:#x}, boots through {}",
+            image.name,
+            kernel.start,
+            kernel.end,
+            kernel.entry,
+            crate::entry::entry_name(&entry)
+        );
         // The initrd and modules: kernel inputs, read before KVM like the image.
         let files = read_boot_files(config, mem_size)?;
+        for f in files.initrd.iter().chain(&files.modules) {
+            log::info!("read {} ({} bytes)", f.path.display(), f.bytes.len());
+        }
         // A regular file or a new one: a FIFO without a reader is refused at once instead of
         // blocking the open, and a device or directory is refused too (see
         // `input::create_regular`). Opened before KVM: this config error wins over host errors.
@@ -92,8 +107,19 @@ impl Machine {
 
         let kvm = vm::open_kvm()?;
         let host_kind = host::host_kind();
+        log::info!(
+            "KVM API {}, host kind {}",
+            kvm.get_api_version(),
+            host_kind.name()
+        );
         let vm_fd = Arc::new(vm::create(&kvm, config.irqchip)?);
         vm::register_memory(&vm_fd, &mem)?;
+        log::info!(
+            "VM: {} MiB of guest memory, {} irqchip, {} vCPU(s)",
+            mem_size >> 20,
+            config.irqchip.name(),
+            config.vcpus
+        );
 
         let gdt_limit = gdt::write(&mem)?;
         // A Multiboot kernel is entered with paging off and may load below 1 MiB, where the
@@ -116,6 +142,13 @@ impl Machine {
             return Err(SetupError::TraceTooBig { mem_size });
         }
         write_posted_descriptors(&mem, &top, config.vcpus)?;
+        log::debug!(
+            "top of RAM: trace ring {:x?}, posted descriptors {:#x}+{:#x}, usable RAM ends at {:#x}; TSC {tsc_khz} kHz",
+            top.trace_ring,
+            top.posted.0,
+            top.posted.1,
+            top.usable_end()
+        );
         let facts = boot_info::BootFacts {
             host: host_kind,
             vcpus: config.vcpus,

@@ -51,6 +51,7 @@ impl Machine {
             let end = end.clone();
             move || end.request_stop()
         });
+        let vcpu_count = vcpus.len();
         for vcpu in vcpus {
             let (devices, mem, ctl, sandbox) = (
                 devices.clone(),
@@ -101,6 +102,7 @@ impl Machine {
         if let Some(s) = sandbox.as_ref().filter(|_| scope == SandboxScope::Process) {
             s.enter_or_report(ThreadKind::Main, 0);
         }
+        log::info!("running: {vcpu_count} vCPU thread(s) and the event loop");
         while !end.stopping() {
             if let Err(e) = manager.run_with_timeout(100) {
                 end.finish(Outcome::VcpuFailed {
@@ -110,6 +112,10 @@ impl Machine {
             }
         }
 
+        log::info!(
+            "stopping the vCPUs ({:.3} s into the run)",
+            started.elapsed().as_secs_f64()
+        );
         let stopped = vcpu_threads.stop();
         for vcpu in stopped.panicked {
             end.finish(Outcome::VcpuFailed {
@@ -128,12 +134,21 @@ impl Machine {
         // The vCPUs are stopped, the MSI source's worker too and the console flushed: what
         // the devices counted is final.
         let counted = devices.report();
+        log::debug!(
+            "userspace exits: {:?}; PIT {:?}; unhandled accesses {}",
+            counted.exits,
+            counted.pit,
+            counted.unhandled_accesses
+        );
         // Whatever ended the run, the trace is completed and written.
         let (trace, trace_error) = match &tracer {
             Some(t) => {
                 t.ring.lock().unwrap_or_else(|p| p.into_inner()).drain(&mem);
                 match crate::trace::output::write_all(t, counted.failures) {
-                    Ok(s) => (Some(s), None),
+                    Ok(s) => {
+                        log::info!("trace written to {}", t.dir().display());
+                        (Some(s), None)
+                    }
                     Err(e) => (
                         None,
                         Some(format!("{}: writing the trace: {e}", t.dir().display())),
