@@ -547,7 +547,7 @@ mod tests {
     fn posted_mode_sets_pir_and_notifies_once_per_on_edge() {
         use irqlab_abi::posted as pd;
         let desc = Arc::new(crate::posted::Descriptor::new());
-        desc.words()[pd::CONTROL_WORD].store(pd::control(0xeb, 0), Ordering::SeqCst);
+        desc.word(pd::CONTROL_WORD).store(pd::control(0xeb, 0), Ordering::SeqCst);
         let sink = Arc::new(Sink::default());
         let mut dev = MsiSource::new(sink.clone()).with_dma(Arc::new(PostedRam(desc.clone())));
         w(&mut dev, reg::DATA, 0x41);
@@ -562,7 +562,7 @@ mod tests {
         let sent = sink.sent.lock().unwrap();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0.data, 0xeb);
-        assert_ne!(desc.words()[1].load(Ordering::SeqCst) & (1 << 1), 0);
+        assert_ne!(desc.word(1).load(Ordering::SeqCst) & (1 << 1), 0);
         drop(sent);
         // A descriptor address with no RAM fails the whole run, visibly.
         w(&mut dev, reg::PID_LO, 0x2000);

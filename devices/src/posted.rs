@@ -32,7 +32,7 @@
 //!     }
 //! }
 //! let desc = Descriptor::new();
-//! desc.words()[posted::CONTROL_WORD].store(posted::control(0xeb, 0), std::sync::atomic::Ordering::SeqCst);
+//! desc.word(posted::CONTROL_WORD).store(posted::control(0xeb, 0), std::sync::atomic::Ordering::SeqCst);
 //! let sink = Count(Default::default());
 //! assert_eq!(post(&desc, 0x41, &sink), PostOutcome::Notified);
 //! assert_eq!(post(&desc, 0x42, &sink), PostOutcome::Coalesced);
@@ -42,17 +42,20 @@ use crate::{MsiMessage, MsiOutcome, MsiSink};
 use irqlab_abi::posted::{self as abi, CONTROL_WORD, ON, SN};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Access to one descriptor's eight 64-bit words as atomics (guest memory in the VMM, plain
-/// memory in tests).
+/// Words in a posted-interrupt descriptor (64 bytes).
+pub const WORDS: usize = (abi::DESC_SIZE / 8) as usize;
+
+/// Access to one descriptor's eight 64-bit words as atomics (guest memory in the VMM, through
+/// vm-memory's checked atomic accessor; plain memory in tests).
 pub trait DescriptorMemory: Send + Sync {
-    /// The descriptor's words.
-    fn words(&self) -> &[AtomicU64; 8];
+    /// Word `i` (`i < WORDS`) of the descriptor. Panics if `i` is out of range.
+    fn word(&self, i: usize) -> &AtomicU64;
 }
 
 /// A descriptor in host memory (tests, examples).
 #[repr(C, align(64))]
 #[derive(Default)]
-pub struct Descriptor([AtomicU64; 8]);
+pub struct Descriptor([AtomicU64; WORDS]);
 
 impl Descriptor {
     /// All zero.
@@ -62,8 +65,8 @@ impl Descriptor {
 }
 
 impl DescriptorMemory for Descriptor {
-    fn words(&self) -> &[AtomicU64; 8] {
-        &self.0
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.0[i]
     }
 }
 
@@ -82,17 +85,16 @@ pub enum PostOutcome {
 
 /// Posts `vector` into `desc` and notifies through `sink` if needed.
 pub fn post(desc: &dyn DescriptorMemory, vector: u8, sink: &dyn MsiSink) -> PostOutcome {
-    let w = desc.words();
     let (word, bit) = abi::pir_bit(vector);
     // (1) PIR first, with a full barrier.
-    w[word].fetch_or(bit, Ordering::SeqCst);
+    desc.word(word).fetch_or(bit, Ordering::SeqCst);
     // (2) Suppressed: the consumer is polling.
-    let control = w[CONTROL_WORD].load(Ordering::SeqCst);
+    let control = desc.word(CONTROL_WORD).load(Ordering::SeqCst);
     if control & SN != 0 {
         return PostOutcome::Suppressed;
     }
     // (3) Only the 0 → 1 transition of ON notifies.
-    if w[CONTROL_WORD].fetch_or(ON, Ordering::SeqCst) & ON != 0 {
+    if desc.word(CONTROL_WORD).fetch_or(ON, Ordering::SeqCst) & ON != 0 {
         return PostOutcome::Coalesced;
     }
     // (4) One notification: NV to NDST, fixed delivery, physical destination, edge.

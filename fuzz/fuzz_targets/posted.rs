@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicU64;
 
 struct Words([AtomicU64; 8]);
 impl DescriptorMemory for Words {
-    fn words(&self) -> &[AtomicU64; 8] {
-        &self.0
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.0[i]
     }
 }
 

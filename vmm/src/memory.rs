@@ -52,7 +52,7 @@ pub fn resident_bytes(mem: &GuestMemory) -> u64 {
     total
 }
 
-use irqlab_devices::posted::DescriptorMemory;
+use irqlab_devices::posted::{DescriptorMemory, WORDS};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -60,43 +60,82 @@ use std::sync::Arc;
 /// descriptors).
 pub struct GuestDma(pub GuestMemory);
 
-/// A posted-interrupt descriptor in guest RAM, shared with the guest through atomics.
-struct GuestDescriptor {
-    words: *const [AtomicU64; 8],
-    /// Keeps the mapping alive as long as the descriptor is in use.
-    _mem: GuestMemory,
+/// Why no posted-interrupt descriptor can be used at a guest-physical address.
+#[derive(Debug, thiserror::Error)]
+enum DescriptorError {
+    /// No RAM region contains the address.
+    #[error("no guest RAM at {gpa:#x}")]
+    NoRam { gpa: u64 },
+    /// vm-memory refused an atomic reference to one of the words (out of the region, or not
+    /// aligned for an `AtomicU64`).
+    #[error("word {word} of the descriptor at {gpa:#x}: {source}")]
+    Word {
+        gpa: u64,
+        word: usize,
+        #[source]
+        source: vm_memory::volatile_memory::Error,
+    },
+    /// The words are accessible, but the descriptor is not where the ABI allows one.
+    #[error("descriptor at {gpa:#x} is not {align}-byte aligned", align = irqlab_abi::posted::DESC_SIZE)]
+    Misaligned { gpa: u64 },
 }
 
-// SAFETY: the pointer targets guest RAM that `_mem` keeps mapped; it is only used through
-// atomics, which is how the guest shares these words too.
-unsafe impl Send for GuestDescriptor {}
-// SAFETY: as above.
-unsafe impl Sync for GuestDescriptor {}
+/// Word `i` of the descriptor at `gpa`, through vm-memory's checked atomic accessor (bounds
+/// within one region and `AtomicU64` alignment are vm-memory's checks).
+fn descriptor_word(mem: &GuestMemory, gpa: u64, i: usize) -> Result<&AtomicU64, DescriptorError> {
+    use vm_memory::{GuestAddress, VolatileMemory};
+    let (region, offset) = mem
+        .to_region_addr(GuestAddress(gpa))
+        .ok_or(DescriptorError::NoRam { gpa })?;
+    // `GuestRegionMmap` derefs to its `MmapRegion`, whose `VolatileMemory` impl hands out
+    // references that live as long as `mem`.
+    let mapping: &vm_memory::MmapRegion<()> = region;
+    let at = offset.0 as usize + i * size_of::<u64>();
+    mapping
+        .get_atomic_ref::<AtomicU64>(at)
+        .map_err(|source| DescriptorError::Word {
+            gpa,
+            word: i,
+            source,
+        })
+}
+
+/// A posted-interrupt descriptor in guest RAM, shared with the guest through atomics.
+struct GuestDescriptor {
+    /// A handle on guest memory: keeps the mapping alive while the descriptor is in use.
+    mem: GuestMemory,
+    /// Guest-physical address of word 0.
+    gpa: u64,
+}
+
+impl GuestDescriptor {
+    /// The descriptor at `gpa`, if all of its words are guest RAM that vm-memory lets us
+    /// access atomically and `gpa` is 64-byte aligned as the ABI requires.
+    fn new(mem: GuestMemory, gpa: u64) -> Result<Self, DescriptorError> {
+        for i in 0..WORDS {
+            descriptor_word(&mem, gpa, i)?;
+        }
+        if !gpa.is_multiple_of(irqlab_abi::posted::DESC_SIZE) {
+            return Err(DescriptorError::Misaligned { gpa });
+        }
+        Ok(GuestDescriptor { mem, gpa })
+    }
+}
 
 impl DescriptorMemory for GuestDescriptor {
-    fn words(&self) -> &[AtomicU64; 8] {
-        // SAFETY: `words` is 64-byte aligned, inside one mapped region (checked in
-        // `descriptor`), and lives as long as `_mem`, which `self` owns.
-        unsafe { &*self.words }
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < WORDS, "descriptor word {i} out of range");
+        // `new` checked every word, and `self.mem` is an immutable handle on the same
+        // regions, so the lookup cannot fail now.
+        descriptor_word(&self.mem, self.gpa, i)
+            .unwrap_or_else(|e| panic!("descriptor checked at creation: {e}"))
     }
 }
 
 impl irqlab_devices::msi_source::DmaWriter for GuestDma {
     fn descriptor(&self, gpa: u64) -> Option<Arc<dyn DescriptorMemory>> {
-        use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
-        if !gpa.is_multiple_of(64) {
-            return None;
-        }
-        let region = self.0.find_region(GuestAddress(gpa))?;
-        let offset = gpa - region.start_addr().0;
-        if offset + 64 > region.len() {
-            return None;
-        }
-        let host = region.get_host_address(MemoryRegionAddress(offset)).ok()?;
-        Some(Arc::new(GuestDescriptor {
-            words: host.cast::<[AtomicU64; 8]>(),
-            _mem: self.0.clone(),
-        }))
+        let desc = GuestDescriptor::new(self.0.clone(), gpa).ok()?;
+        Some(Arc::new(desc))
     }
 
     fn write_u32(&self, gpa: u64, value: u32) -> bool {
@@ -110,5 +149,83 @@ impl irqlab_devices::msi_source::DmaWriter for GuestDma {
                 std::sync::atomic::Ordering::Release,
             )
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use irqlab_abi::posted as abi;
+    use irqlab_devices::msi_source::DmaWriter;
+    use std::sync::atomic::Ordering;
+    use vm_memory::{Bytes, GuestAddress};
+
+    #[test]
+    fn descriptor_in_guest_ram_is_shared_with_guest_memory() {
+        let mem = create(1 << 20).unwrap();
+        let gpa = 0x4000;
+        let desc = GuestDescriptor::new(mem.clone(), gpa).unwrap();
+        // Written through the atomic accessor, read back as the guest's RAM at that address.
+        desc.word(1).fetch_or(1 << 1, Ordering::SeqCst);
+        desc.word(abi::CONTROL_WORD)
+            .store(abi::control(0xeb, 3), Ordering::SeqCst);
+        assert_eq!(mem.read_obj::<u64>(GuestAddress(gpa + 8)).unwrap(), 1 << 1);
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(gpa + 8 * abi::CONTROL_WORD as u64))
+                .unwrap(),
+            abi::control(0xeb, 3)
+        );
+        // And the other way round: RAM written by "the guest" is what the accessor sees.
+        mem.write_obj(0xdead_beef_u64, GuestAddress(gpa + 7 * 8))
+            .unwrap();
+        assert_eq!(desc.word(7).swap(0, Ordering::SeqCst), 0xdead_beef);
+        assert_eq!(mem.read_obj::<u64>(GuestAddress(gpa + 7 * 8)).unwrap(), 0);
+        // The device path hands out the same words.
+        let dma = GuestDma(mem.clone());
+        let shared = dma.descriptor(gpa).expect("descriptor in RAM");
+        assert_eq!(shared.word(1).load(Ordering::SeqCst), 1 << 1);
+        // The descriptor's handle keeps the mapping alive after every other one is gone.
+        drop((mem, dma, desc));
+        shared.word(0).store(u64::MAX, Ordering::SeqCst);
+        assert_eq!(shared.word(0).load(Ordering::SeqCst), u64::MAX);
+    }
+
+    #[test]
+    fn unusable_descriptor_addresses_are_refused() {
+        let mem = create(1 << 20).unwrap();
+        let refuse = |gpa: u64| match GuestDescriptor::new(mem.clone(), gpa) {
+            Ok(_) => panic!("descriptor at {gpa:#x} accepted"),
+            Err(e) => e,
+        };
+        // Not aligned for an AtomicU64: vm-memory refuses the reference.
+        assert!(matches!(
+            refuse(0x1004),
+            DescriptorError::Word {
+                word: 0,
+                source: vm_memory::volatile_memory::Error::Misaligned { .. },
+                ..
+            }
+        ));
+        // Atomically accessible but not where the ABI puts a descriptor.
+        assert!(matches!(refuse(0x1008), DescriptorError::Misaligned { .. }));
+        // Outside RAM, and straddling its end: the last words are not in the region.
+        assert!(matches!(refuse(1 << 20), DescriptorError::NoRam { .. }));
+        assert!(matches!(
+            refuse(u64::MAX - 63),
+            DescriptorError::NoRam { .. }
+        ));
+        assert!(matches!(
+            refuse((1 << 20) - 32),
+            DescriptorError::Word {
+                word: 4,
+                source: vm_memory::volatile_memory::Error::OutOfBounds { .. },
+                ..
+            }
+        ));
+        // The device path gets no descriptor instead of a panic.
+        let dma = GuestDma(mem.clone());
+        assert!(dma.descriptor(0x1004).is_none());
+        assert!(dma.descriptor(1 << 20).is_none());
+        assert!(dma.descriptor((1 << 20) - 64).is_some(), "last slot of RAM");
     }
 }
