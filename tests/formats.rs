@@ -377,9 +377,12 @@ fn linux_boots_and_shows_its_log(r: LinuxRun) {
         "ACPI: INT_SRC_OVR (bus 0 bus_irq 0 global_irq 2 dfl dfl)",
         "smpboot: Allowing 2 CPUs",
     ] {
-        assert!(out.contains(line), "{what}: no {line:?} in\n{out}");
+        assert!(out.contains(line), "{what}: no {line:?} in\n{out}\n{err}");
     }
-    assert!(out.contains("Kernel command line: console=ttyS0"), "{out}");
+    assert!(
+        out.contains("Kernel command line: console=ttyS0"),
+        "{what}: exit {code}\n{out}\n{err}"
+    );
     // The memory map irqlab wrote, as the kernel read it.
     assert!(
         out.contains(memory_map),
