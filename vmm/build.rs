@@ -21,6 +21,8 @@ fn main() {
         "../guest/build.rs",
         "../guest/Cargo.toml",
         "../guest/.cargo/config.toml",
+        "../guest-core/src",
+        "../guest-core/Cargo.toml",
         "../abi/src",
         "../x86/src",
     ] {

@@ -7,9 +7,10 @@
 //! format of its result lines.
 //! `docs/guest-abi.md` is the prose version of this crate.
 //!
-//! The crate is `no_std` and has no dependencies so the guest kernel uses the very same
-//! definitions; with the `vm-memory` feature the VMM can write the structures into guest
-//! memory directly.
+//! The crate is `no_std` so the guest kernel uses the very same definitions. By default it
+//! has no dependencies; its one optional dependency, `vm-memory` (the feature of the same
+//! name, which only the VMM enables), lets the VMM write the structures into guest memory
+//! directly.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 

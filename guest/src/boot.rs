@@ -1,13 +1,17 @@
 //! The boot info the VMM handed us (see `irqlab_abi::boot_info`) and the command line.
+//!
+//! Reading guest memory is here; parsing the command line and naming a rejection are pure
+//! and live (with host tests) in `irqlab_guest_core::cmdline`.
 
 use irqlab_abi::boot_info::{BootInfo, Invalid, MemMapEntry};
+pub use irqlab_guest_core::cmdline::{describe, Cmdline};
 
 /// Validated boot info plus the pieces derived from it.
 pub struct Boot {
     /// The structure itself (copied out of guest memory).
     pub info: BootInfo,
     /// The command line.
-    pub cmdline: Cmdline,
+    pub cmdline: Cmdline<'static>,
     mem_map: &'static [MemMapEntry],
 }
 
@@ -35,10 +39,9 @@ impl Boot {
         let bytes = unsafe {
             core::slice::from_raw_parts(info.cmdline_addr as *const u8, info.cmdline_len as usize)
         };
-        let raw = core::str::from_utf8(bytes).unwrap_or("");
         Ok(Boot {
             info,
-            cmdline: Cmdline { raw },
+            cmdline: Cmdline::from_bytes(bytes),
             mem_map,
         })
     }
@@ -46,41 +49,5 @@ impl Boot {
     /// The memory map.
     pub fn mem_map(&self) -> &'static [MemMapEntry] {
         self.mem_map
-    }
-}
-
-/// `key=value` words separated by spaces; a bare word is a flag.
-#[derive(Clone, Copy)]
-pub struct Cmdline {
-    /// The text as the VMM passed it.
-    pub raw: &'static str,
-}
-
-impl Cmdline {
-    /// The value of the last `key=value` word for `key`.
-    pub fn get(&self, key: &str) -> Option<&'static str> {
-        self.raw
-            .rsplit(' ')
-            .filter_map(|w| w.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v)
-    }
-
-    /// A numeric value, or `default` when absent or malformed.
-    pub fn get_u64(&self, key: &str, default: u64) -> u64 {
-        self.get(key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    }
-}
-
-/// Why the boot info was rejected, in words (no `Debug`: see `fmt`).
-pub fn describe(why: Invalid) -> &'static str {
-    match why {
-        Invalid::Magic(_) => "bad magic",
-        Invalid::Version(_) => "unsupported version",
-        Invalid::Size(_) => "structure too small",
-        Invalid::MemMap(_) => "memory map too long",
-        Invalid::Cmdline(_) => "command line too long",
     }
 }

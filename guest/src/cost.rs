@@ -1,6 +1,8 @@
 //! Cost experiments: how many TSC cycles a mechanism costs, measured in this guest with
 //! `lfence; rdtsc; lfence` around each iteration (min / median / p99 over `iters` iterations, default 10,000).
 //!
+//! The statistics are `irqlab_guest_core::stats` (host-tested); timing and printing are here.
+//!
 //! The first row, `timer-overhead`, is the timing pair with nothing between it: every other
 //! row includes it, so subtract it to get the mechanism alone.
 
@@ -10,30 +12,17 @@ use crate::fmt::Dec;
 use crate::user::{self, TaskEnd};
 use crate::{cpu, println, skip};
 use irqlab_abi::ports::BENCH;
+use irqlab_guest_core::stats::Stats;
 use irqlab_x86::error_code::Exception;
 
 /// Default iterations per experiment.
 pub const DEFAULT_ITERS: u64 = 10_000;
 
-struct Stats {
-    min: u32,
-    median: u32,
-    p99: u32,
-}
-
-fn stats(samples: &mut [u32]) -> Stats {
-    samples.sort_unstable();
-    let n = samples.len();
-    let at = |pct: u32| samples[irqlab_abi::stats::nearest_rank(n, pct).unwrap_or(0)];
-    Stats {
-        min: samples[0],
-        median: at(50),
-        p99: at(99),
-    }
-}
-
 fn row(boot: &Boot, name: &str, samples: &mut [u32]) {
-    let s = stats(samples);
+    // Never empty: `iters` is at least 100.
+    let Some(s) = Stats::of(samples) else {
+        return;
+    };
     let khz = boot.info.tsc_khz;
     let ns = |c: u32| (u64::from(c) * 1_000_000).checked_div(khz).unwrap_or(0);
     let row = irqlab_abi::results::Cost {
@@ -67,8 +56,8 @@ extern "C" fn empty_function() {
 pub fn run(boot: &Boot) {
     let iters = boot
         .cmdline
-        .get_u64("iters", DEFAULT_ITERS)
-        .clamp(100, user::MAX_SAMPLES as u64) as usize;
+        .get_u64_clamped("iters", DEFAULT_ITERS, 100, user::MAX_SAMPLES as u64)
+        as usize;
     println!(
         "COST table: TSC cycles per round trip (tsc {} kHz, host {})",
         Dec(boot.info.tsc_khz),

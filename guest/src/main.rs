@@ -44,6 +44,7 @@ mod vectors;
 
 use boot::Boot;
 use irqlab_abi::{boot_info, status};
+use irqlab_guest_core::runs::Runs;
 use stack::Stack;
 
 /// Stack `_start` switches to before running any Rust code.
@@ -149,7 +150,9 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     hostile::run(&boot);
     // The `run=` list, parsed once into a set: every instruction counts on hosts that emulate
     // them (looking each name up in the string cost ~2,500 emulated instructions per boot).
-    let runs = Runs::parse(boot.cmdline.get("run").unwrap_or("selftest"));
+    let runs = Runs::from_cmdline(&boot.cmdline, |other| {
+        println!("run: unknown experiment {other} ignored");
+    });
     if runs.has(Runs::PIO_LOOP) {
         cost::pio_loop(&boot);
         exit::exit(status::PASS);
@@ -180,49 +183,6 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     }
     let st = report::summary();
     exit::exit(st)
-}
-
-/// The experiments `run=` names (comma-separated; unknown names are reported and ignored).
-#[derive(Clone, Copy)]
-struct Runs(u16);
-
-impl Runs {
-    const SELFTEST: u16 = 1 << 0;
-    const COST: u16 = 1 << 1;
-    const PIO_LOOP: u16 = 1 << 2;
-    const TIMER: u16 = 1 << 3;
-    const MSI: u16 = 1 << 4;
-    const ECHO: u16 = 1 << 5;
-    const AFFINITY: u16 = 1 << 6;
-    const POSTED: u16 = 1 << 7;
-    /// The experiments that need `experiments::init` (devices, interrupt handlers).
-    const EXPERIMENTS: u16 = Self::TIMER | Self::MSI | Self::ECHO | Self::AFFINITY | Self::POSTED;
-
-    fn parse(list: &str) -> Runs {
-        let mut set = 0;
-        for name in list.split(',') {
-            set |= match name {
-                "selftest" => Self::SELFTEST,
-                "cost" => Self::COST,
-                "pio-loop" => Self::PIO_LOOP,
-                "timer" => Self::TIMER,
-                "msi" => Self::MSI,
-                "echo" => Self::ECHO,
-                "affinity" => Self::AFFINITY,
-                "posted" => Self::POSTED,
-                "none" | "" => 0,
-                other => {
-                    println!("run: unknown experiment {other} ignored");
-                    0
-                }
-            };
-        }
-        Runs(set)
-    }
-
-    fn has(self, any_of: u16) -> bool {
-        self.0 & any_of != 0
-    }
 }
 
 /// Deliberate failures the VMM's tests use:

@@ -34,8 +34,9 @@ pub fn run(boot: &Boot) {
         crate::skip!("msi", "no MSI source device in the boot info");
         return;
     }
-    let count = boot.cmdline.get_u64("count", 1000).min(u64::from(u32::MAX)) as u32;
-    let rate = boot.cmdline.get_u64("rate", 1000).min(u64::from(u32::MAX)) as u32;
+    let max = u64::from(u32::MAX);
+    let count = boot.cmdline.get_u64_clamped("count", 1000, 0, max) as u32;
+    let rate = boot.cmdline.get_u64_clamped("rate", 1000, 0, max) as u32;
     let no_merge = boot.cmdline.get_u64("no_merge", 0) != 0;
     let dest = crate::apic::LAPIC.id();
     MSIS.reset();
