@@ -547,7 +547,8 @@ mod tests {
     fn posted_mode_sets_pir_and_notifies_once_per_on_edge() {
         use irqlab_abi::posted as pd;
         let desc = Arc::new(crate::posted::Descriptor::new());
-        desc.word(pd::CONTROL_WORD).store(pd::control(0xeb, 0), Ordering::SeqCst);
+        desc.word(pd::CONTROL_WORD)
+            .store(pd::control(0xeb, 0), Ordering::SeqCst);
         let sink = Arc::new(Sink::default());
         let mut dev = MsiSource::new(sink.clone()).with_dma(Arc::new(PostedRam(desc.clone())));
         w(&mut dev, reg::DATA, 0x41);

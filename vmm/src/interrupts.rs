@@ -219,4 +219,158 @@ mod tests {
         assert_eq!(errors.routing.load(Ordering::Relaxed), 1);
         assert_eq!(errors.gsi_lines.load(Ordering::Relaxed), 3);
     }
+
+    fn kvm() -> Option<kvm_ioctls::Kvm> {
+        match crate::vm::open_kvm() {
+            Ok(kvm) => Some(kvm),
+            Err(e) => {
+                println!("SKIP: /dev/kvm not accessible: {e}");
+                None
+            }
+        }
+    }
+
+    fn vm(mode: crate::config::IrqchipMode) -> Option<Arc<VmFd>> {
+        let kvm = kvm()?;
+        match crate::vm::create(&kvm, mode) {
+            Ok(vm) => Some(Arc::new(vm)),
+            Err(e @ crate::vm::VmError::MissingCap { .. }) => {
+                println!("SKIP: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The in-kernel IO-APIC's IRR: the pins whose line is asserted.
+    fn ioapic_irr(vm: &VmFd) -> u32 {
+        let mut chip = kvm_bindings::kvm_irqchip {
+            chip_id: KVM_IRQCHIP_IOAPIC,
+            ..Default::default()
+        };
+        vm.get_irqchip(&mut chip).unwrap();
+        // SAFETY: KVM filled the `ioapic` member, as `chip_id` asked; every bit pattern is a
+        // valid `kvm_ioapic_state`.
+        unsafe { chip.chip.ioapic.irr }
+    }
+
+    #[test]
+    fn kernel_irqchip_routes_isa_irq0_to_pin2_and_nothing_to_pin0() {
+        let Some(vm) = vm(crate::config::IrqchipMode::Kernel) else {
+            return;
+        };
+        let errors = Arc::new(KvmIrqErrors::default());
+        let line = |gsi| KvmGsiLine::new(vm.clone(), gsi, errors.clone());
+        // KVM's default routing, for contrast: GSI 0 reaches pin 0.
+        line(0).set_level(true);
+        assert_eq!(ioapic_irr(&vm), 1 << 0);
+        line(0).set_level(false);
+        assert_eq!(ioapic_irr(&vm), 0);
+
+        KvmInterrupts::new(vm.clone(), errors.clone())
+            .route_kernel_irqchip()
+            .unwrap();
+        line(0).set_level(true);
+        assert_eq!(ioapic_irr(&vm), 1 << ISA_IRQ0_PIN, "ISA IRQ 0 at pin 2");
+        line(0).set_level(false);
+        // The cascade GSI reaches no IO-APIC pin.
+        line(ISA_CASCADE).set_level(true);
+        assert_eq!(ioapic_irr(&vm), 0, "GSI 2 reaches no pin");
+        line(ISA_CASCADE).set_level(false);
+        // The others are identity-mapped, PIC-routed or not.
+        for gsi in [1, 9, 15, 16, 23] {
+            line(gsi).set_level(true);
+            assert_eq!(ioapic_irr(&vm), 1 << gsi, "GSI {gsi}");
+            line(gsi).set_level(false);
+        }
+        assert_eq!(errors.gsi_lines.load(Ordering::Relaxed), 0);
+        assert_eq!(errors.routing.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn signal_msi_results_map_to_outcomes() {
+        let Some(vm) = vm(crate::config::IrqchipMode::Split) else {
+            return;
+        };
+        let irqs = KvmInterrupts::new(vm.clone(), Default::default());
+        let to = |apic: u64| MsiMessage {
+            address: 0xfee0_0000 | apic << 12,
+            data: 0x30,
+        };
+        // A vCPU whose local APIC is software-enabled (SVR bit 8) accepts a fixed MSI.
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let mut lapic = vcpu.get_lapic().unwrap();
+        lapic.regs[0xf1] |= 1;
+        vcpu.set_lapic(&lapic).unwrap();
+        assert_eq!(irqs.send(to(0)), MsiOutcome::Delivered);
+        assert_eq!(irqs.send(to(7)), MsiOutcome::Blocked, "no APIC 7");
+        // Without an in-kernel irqchip KVM refuses the call.
+        let Some(bare) = bare_vm() else { return };
+        let irqs = KvmInterrupts::new(bare, Default::default());
+        assert_eq!(irqs.send(to(0)), MsiOutcome::Failed(libc::EINVAL));
+    }
+
+    #[test]
+    fn split_irqchip_accepts_the_ioapic_routes() {
+        let Some(vm) = vm(crate::config::IrqchipMode::Split) else {
+            return;
+        };
+        let errors = Arc::new(KvmIrqErrors::default());
+        let irqs = KvmInterrupts::new(vm, errors.clone());
+        let route = |pin, level, masked| PinRoute {
+            pin,
+            msi: MsiMessage {
+                address: 0xfee0_0000,
+                data: 0x30 + pin,
+            },
+            level,
+            masked,
+        };
+        irqs.routes_changed(&[
+            route(0, false, false),
+            route(1, true, false),
+            route(2, true, true),
+            route(3, false, true),
+            route(23, true, false),
+        ]);
+        irqs.routes_changed(&[]);
+        assert_eq!(errors.routing.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn ioapic_pin_drives_the_userspace_ioapic() {
+        use irqlab_devices::ioapic::{IOREGSEL_OFFSET, IOWIN_OFFSET};
+        use irqlab_devices::BusDevice;
+        #[derive(Default)]
+        struct Rec(Mutex<Vec<MsiMessage>>);
+        impl MsiSink for Rec {
+            fn send(&self, m: MsiMessage) -> MsiOutcome {
+                self.0.lock().unwrap().push(m);
+                MsiOutcome::Delivered
+            }
+        }
+        let sink = Arc::new(Rec::default());
+        let ioapic = Arc::new(Mutex::new(IoApic::new(sink.clone())));
+        let pin = IoApicPin::new(ioapic.clone(), 4);
+        // Masked at reset: the edge is counted, not sent.
+        pin.set_level(true);
+        pin.set_level(false);
+        assert_eq!(ioapic.lock().unwrap().stats(4).unwrap().masked_edges, 1);
+        assert!(sink.0.lock().unwrap().is_empty());
+        // Unmasked, edge-triggered, vector 0x34 to APIC 0.
+        {
+            let mut chip = ioapic.lock().unwrap();
+            chip.write(IOREGSEL_OFFSET, &[0x10 + 2 * 4]);
+            chip.write(IOWIN_OFFSET, &0x34u32.to_le_bytes());
+        }
+        pin.set_level(true);
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec![MsiMessage {
+                address: 0xfee0_0000,
+                data: 0x34
+            }]
+        );
+        assert_eq!(ioapic.lock().unwrap().stats(4).unwrap().delivered, 1);
+    }
 }

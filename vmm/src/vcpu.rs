@@ -51,6 +51,11 @@ pub enum ExitAction {
     Reboot(String),
     /// Something irqlab does not handle.
     Unhandled(String),
+    /// `KVM_RUN` returned before entering or finishing guest code (`EINTR`: a signal, e.g.
+    /// the stop kick; `EAGAIN`): clear `immediate_exit` and enter the guest again.
+    Retry,
+    /// `KVM_RUN` itself failed: the vCPU cannot go on.
+    RunFailed(String),
 }
 
 /// Handles one exit against the devices. Pure with respect to KVM: tests feed it made-up
@@ -275,6 +280,43 @@ fn note_exit(last: &mut LastExit, exit: &VcpuExit) {
     };
 }
 
+/// Handles what one `KVM_RUN` returned: an exit is recorded as the vCPU's last exit, traced
+/// if `trace` is given (with the host TSC at the exit), and handed to [`handle_exit_sized`];
+/// an error becomes [`ExitAction::Retry`] or [`ExitAction::RunFailed`]. Pure with respect to
+/// KVM: tests feed it made-up results.
+fn handle_run(
+    devices: &Devices,
+    result: Result<VcpuExit<'_>, kvm_ioctls::Error>,
+    io_size: Option<usize>,
+    last_exit: &mut LastExit,
+    vcpu: u8,
+    trace: Option<(&VcpuTrace, u64)>,
+) -> ExitAction {
+    let exit = match result {
+        Ok(exit) => exit,
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+            return ExitAction::Retry
+        }
+        Err(e) => return ExitAction::RunFailed(format!("KVM_RUN: {e}")),
+    };
+    note_exit(last_exit, &exit);
+    let Some((tr, t_exit)) = trace else {
+        return handle_exit_sized(devices, exit, io_size);
+    };
+    let mut rec = describe(&exit, vcpu, t_exit);
+    if let VcpuExit::IoOut(DOORBELL_PORT, data) = &exit {
+        tr.doorbell(
+            vcpu,
+            le_value(data).unwrap_or(0) as u32,
+            devices.exits.snapshot(),
+        );
+    }
+    let action = handle_exit_sized(devices, exit, io_size);
+    rec.vmm_cycles = host_tsc() - t_exit;
+    tr.tracer.exit(&rec);
+    action
+}
+
 /// Why the registers read after `KVM_EXIT_SHUTDOWN` are not the guest's, if they are not.
 ///
 /// On AMD SVM the VMCB is undefined after a SHUTDOWN intercept, so KVM INITs the vCPU before
@@ -344,41 +386,21 @@ impl Vcpu {
                 }
                 _ => None,
             };
-            let action = match result {
-                Ok(exit) => {
-                    note_exit(&mut last_exit, &exit);
-                    match trace {
-                        None => handle_exit_sized(devices, exit, io_size),
-                        Some(tr) => {
-                            let mut rec = describe(&exit, id, t_exit);
-                            if let VcpuExit::IoOut(DOORBELL_PORT, data) = &exit {
-                                tr.doorbell(
-                                    id,
-                                    le_value(data).unwrap_or(0) as u32,
-                                    devices.exits.snapshot(),
-                                );
-                            }
-                            let action = handle_exit_sized(devices, exit, io_size);
-                            rec.vmm_cycles = host_tsc() - t_exit;
-                            tr.tracer.exit(&rec);
-                            action
-                        }
-                    }
-                }
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+            let action = handle_run(
+                devices,
+                result,
+                io_size,
+                &mut last_exit,
+                id,
+                trace.map(|tr| (tr, t_exit)),
+            );
+            let outcome = match action {
+                ExitAction::Continue => continue,
+                ExitAction::Retry => {
                     self.fd.set_kvm_immediate_exit(0);
                     continue;
                 }
-                Err(e) => {
-                    ctl.finish(Outcome::VcpuFailed {
-                        vcpu: self.id,
-                        what: format!("KVM_RUN: {e}"),
-                    });
-                    return;
-                }
-            };
-            let outcome = match action {
-                ExitAction::Continue => continue,
+                ExitAction::RunFailed(what) => Outcome::VcpuFailed { vcpu: id, what },
                 ExitAction::Shutdown => {
                     let cpu = self.snapshot(mem);
                     let host = crate::host::host_kind();
@@ -455,6 +477,7 @@ impl Vcpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::ExitCounts;
     use irqlab_abi::boot_info::HostKind;
 
     fn init_state() -> CpuSnapshot {
@@ -552,35 +575,357 @@ mod tests {
         assert_eq!(wide, [0x99, 0x99, 0, 0]);
     }
 
+    /// Makes one `KVM_RUN` result; the buffer is the exit's data (`kvm_run`'s in the VMM).
+    type MakeRun = for<'a> fn(&'a mut [u8; 4]) -> Result<VcpuExit<'a>, kvm_ioctls::Error>;
+
+    /// One row of the exit table.
+    struct Case {
+        name: &'static str,
+        run: MakeRun,
+        io_size: Option<usize>,
+        /// The exit's data before and after handling.
+        data: ([u8; 4], [u8; 4]),
+        action: ExitAction,
+        /// What the exit counters gained.
+        counted: ExitCounts,
+        /// Whether the exit became the vCPU's last exit (`KVM_RUN` errors and shutdown do not).
+        noted: bool,
+        /// Accesses no device claimed, (port, MMIO), gained.
+        unclaimed: (u64, u64),
+    }
+
+    const NONE: ExitCounts = ExitCounts {
+        pio: 0,
+        mmio: 0,
+        ioapic_eoi: 0,
+        other: 0,
+    };
+    const PIO: ExitCounts = ExitCounts { pio: 1, ..NONE };
+    const MMIO: ExitCounts = ExitCounts { mmio: 1, ..NONE };
+    const EOI: ExitCounts = ExitCounts {
+        ioapic_eoi: 1,
+        ..NONE
+    };
+    const OTHER: ExitCounts = ExitCounts { other: 1, ..NONE };
+
+    fn errno(e: i32) -> kvm_ioctls::Error {
+        kvm_ioctls::Error::new(e)
+    }
+
+    fn case(name: &'static str, run: MakeRun, action: ExitAction, counted: ExitCounts) -> Case {
+        Case {
+            name,
+            run,
+            io_size: None,
+            data: ([0xaa; 4], [0xaa; 4]),
+            action,
+            counted,
+            noted: true,
+            unclaimed: (0, 0),
+        }
+    }
+
+    /// Every kind of `KVM_RUN` result irqlab tells apart, in order against one set of devices
+    /// (later rows read what earlier rows wrote).
+    fn exit_table() -> Vec<Case> {
+        use irqlab_abi::layout::IOAPIC_BASE;
+        use irqlab_devices::ioapic::{IOWIN_OFFSET, VERSION_VALUE};
+        use ExitAction::*;
+        vec![
+            Case {
+                io_size: Some(2),
+                data: ([0x99, 0x99, 0, 0], [0x99, 0x99, 0, 0]),
+                ..case(
+                    "IoOut: outw to the test device's scratch port",
+                    |b| Ok(VcpuExit::IoOut(0xe0, &b[..2])),
+                    Continue,
+                    PIO,
+                )
+            },
+            Case {
+                io_size: Some(1),
+                data: ([0; 4], [0x99; 4]),
+                ..case(
+                    "IoIn: rep insb of 4, one 1-byte access each",
+                    |b| Ok(VcpuExit::IoIn(0xe0, b)),
+                    Continue,
+                    PIO,
+                )
+            },
+            Case {
+                data: ([0; 4], [0xff, 0, 0, 0]),
+                unclaimed: (1, 0),
+                ..case(
+                    "IoIn: an unclaimed port floats high",
+                    |b| Ok(VcpuExit::IoIn(0x1234, &mut b[..1])),
+                    Continue,
+                    PIO,
+                )
+            },
+            Case {
+                unclaimed: (1, 0),
+                ..case(
+                    "IoOut: an unclaimed port drops the write",
+                    |b| Ok(VcpuExit::IoOut(0x1234, &b[..1])),
+                    Continue,
+                    PIO,
+                )
+            },
+            Case {
+                data: ([1, 0, 0, 0], [1, 0, 0, 0]),
+                ..case(
+                    "MmioWrite: IO-APIC IOREGSEL = version",
+                    |b| Ok(VcpuExit::MmioWrite(IOAPIC_BASE, b)),
+                    Continue,
+                    MMIO,
+                )
+            },
+            Case {
+                data: ([0; 4], VERSION_VALUE.to_le_bytes()),
+                ..case(
+                    "MmioRead: IO-APIC IOWIN",
+                    |b| Ok(VcpuExit::MmioRead(IOAPIC_BASE + IOWIN_OFFSET, b)),
+                    Continue,
+                    MMIO,
+                )
+            },
+            Case {
+                data: ([0; 4], [0xff; 4]),
+                unclaimed: (0, 1),
+                ..case(
+                    "MmioRead: unclaimed MMIO floats high",
+                    |b| Ok(VcpuExit::MmioRead(0xc000_0000, b)),
+                    Continue,
+                    MMIO,
+                )
+            },
+            Case {
+                unclaimed: (0, 1),
+                ..case(
+                    "MmioWrite: unclaimed MMIO drops the write",
+                    |b| Ok(VcpuExit::MmioWrite(0xc000_0000, b)),
+                    Continue,
+                    MMIO,
+                )
+            },
+            case(
+                "IoapicEoi",
+                |_| Ok(VcpuExit::IoapicEoi(0x30)),
+                Continue,
+                EOI,
+            ),
+            case(
+                "Intr (KVM_EXIT_INTR)",
+                |_| Ok(VcpuExit::Intr),
+                Continue,
+                OTHER,
+            ),
+            case(
+                "IrqWindowOpen",
+                |_| Ok(VcpuExit::IrqWindowOpen),
+                Continue,
+                OTHER,
+            ),
+            case(
+                "Hlt",
+                |_| Ok(VcpuExit::Hlt),
+                Unhandled("HLT exit (no in-kernel LAPIC to wake the vCPU)".into()),
+                OTHER,
+            ),
+            Case {
+                noted: false,
+                ..case("Shutdown", |_| Ok(VcpuExit::Shutdown), Shutdown, OTHER)
+            },
+            case(
+                "SystemEvent(reset)",
+                |_| {
+                    Ok(VcpuExit::SystemEvent(
+                        kvm_bindings::KVM_SYSTEM_EVENT_RESET,
+                        &[],
+                    ))
+                },
+                Reboot("KVM_SYSTEM_EVENT_RESET".into()),
+                OTHER,
+            ),
+            case(
+                "SystemEvent(shutdown)",
+                |_| {
+                    Ok(VcpuExit::SystemEvent(
+                        kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN,
+                        &[0],
+                    ))
+                },
+                Unhandled("system event 1 (shutdown or crash request)".into()),
+                OTHER,
+            ),
+            case(
+                "FailEntry",
+                |_| Ok(VcpuExit::FailEntry(7, 1)),
+                FailEntry(7),
+                OTHER,
+            ),
+            case(
+                "InternalError",
+                |_| Ok(VcpuExit::InternalError),
+                InternalError,
+                OTHER,
+            ),
+            case(
+                "Unknown",
+                |_| Ok(VcpuExit::Unknown),
+                Unhandled("unexpected exit Unknown".into()),
+                OTHER,
+            ),
+            case(
+                "Exception",
+                |_| Ok(VcpuExit::Exception),
+                Unhandled("unexpected exit Exception".into()),
+                OTHER,
+            ),
+            Case {
+                noted: false,
+                ..case(
+                    "KVM_RUN EINTR (the stop kick)",
+                    |_| Err(errno(libc::EINTR)),
+                    Retry,
+                    NONE,
+                )
+            },
+            Case {
+                noted: false,
+                ..case("KVM_RUN EAGAIN", |_| Err(errno(libc::EAGAIN)), Retry, NONE)
+            },
+            Case {
+                noted: false,
+                ..case(
+                    "KVM_RUN EFAULT",
+                    |_| Err(errno(libc::EFAULT)),
+                    RunFailed(format!("KVM_RUN: {}", errno(libc::EFAULT))),
+                    NONE,
+                )
+            },
+            Case {
+                noted: false,
+                ..case(
+                    "KVM_RUN ENOEXEC",
+                    |_| Err(errno(libc::ENOEXEC)),
+                    RunFailed(format!("KVM_RUN: {}", errno(libc::ENOEXEC))),
+                    NONE,
+                )
+            },
+        ]
+    }
+
     #[test]
-    fn exits_map_to_actions() {
+    fn run_results_map_to_actions_and_counts() {
         let d = devices();
-        let mut b = [0u8; 1];
-        assert_eq!(handle_exit(&d, VcpuExit::Shutdown), ExitAction::Shutdown);
-        assert_eq!(
-            handle_exit(&d, VcpuExit::InternalError),
-            ExitAction::InternalError
+        let mut last = LastExit::default();
+        let table = exit_table();
+        let exits = table.iter().filter(|c| c.noted).count() as u64;
+        for c in table {
+            let before = d.exits.snapshot();
+            let unclaimed = (d.pio.unhandled(), d.mmio.unhandled());
+            let noted = last.count;
+            let mut data = c.data.0;
+            let action = handle_run(&d, (c.run)(&mut data), c.io_size, &mut last, 0, None);
+            assert_eq!(action, c.action, "{}: action", c.name);
+            assert_eq!(
+                d.exits.snapshot().since(&before),
+                c.counted,
+                "{}: exit counters",
+                c.name
+            );
+            assert_eq!(data, c.data.1, "{}: exit data", c.name);
+            assert_eq!(
+                last.count - noted,
+                u64::from(c.noted),
+                "{}: last exit",
+                c.name
+            );
+            assert_eq!(
+                (
+                    d.pio.unhandled() - unclaimed.0,
+                    d.mmio.unhandled() - unclaimed.1
+                ),
+                c.unclaimed,
+                "{}: unclaimed accesses",
+                c.name
+            );
+        }
+        assert!(
+            matches!(
+                last,
+                LastExit {
+                    reason: "other",
+                    ..
+                }
+            ) && last.count == exits,
+            "{last:?}"
         );
-        assert_eq!(
-            handle_exit(&d, VcpuExit::FailEntry(7, 0)),
-            ExitAction::FailEntry(7)
+    }
+
+    #[test]
+    fn run_errors_are_no_exits() {
+        let d = devices();
+        let mut last = LastExit::default();
+        handle_run(
+            &d,
+            Ok(VcpuExit::IoOut(0x3f8, b"x")),
+            None,
+            &mut last,
+            0,
+            None,
         );
-        assert_eq!(handle_exit(&d, VcpuExit::Intr), ExitAction::Continue);
+        let kept = (last.reason, last.addr, last.write, last.count);
+        for e in [libc::EINTR, libc::EAGAIN, libc::EFAULT] {
+            handle_run(&d, Err(errno(e)), None, &mut last, 0, None);
+        }
+        // The last exit stays the guest's last access, not the error.
+        assert_eq!((last.reason, last.addr, last.write, last.count), kept);
+        assert_eq!(d.exits.snapshot(), PIO);
+    }
+
+    #[test]
+    fn ioapic_eoi_exit_clears_remote_irr_of_that_vector() {
+        use irqlab_abi::layout::IOAPIC_BASE;
+        use irqlab_devices::ioapic::IOWIN_OFFSET;
+        let d = devices();
+        let reg = |index: u32, value: u32| {
+            let index = index.to_le_bytes();
+            let value = value.to_le_bytes();
+            assert_eq!(
+                handle_exit(&d, VcpuExit::MmioWrite(IOAPIC_BASE, &index)),
+                ExitAction::Continue
+            );
+            assert_eq!(
+                handle_exit(&d, VcpuExit::MmioWrite(IOAPIC_BASE + IOWIN_OFFSET, &value)),
+                ExitAction::Continue
+            );
+        };
+        // Pin 5: vector 0x30, level-triggered, unmasked, to APIC 0.
+        const PIN: usize = 5;
+        reg(0x10 + 2 * PIN as u32 + 1, 0);
+        reg(0x10 + 2 * PIN as u32, 0x30 | 1 << 15);
+        let ioapic = d.ioapic.clone().expect("split irqchip has an IO-APIC");
+        let entry = || ioapic.lock().unwrap().entry(PIN).unwrap();
+        ioapic.lock().unwrap().set_irq(PIN, true);
+        assert!(entry().remote_irr(), "delivered, awaiting EOI");
+        // Another vector's EOI leaves it alone.
         assert_eq!(
-            handle_exit(&d, VcpuExit::IoIn(0x1234, &mut b)),
+            handle_exit(&d, VcpuExit::IoapicEoi(0x31)),
             ExitAction::Continue
         );
-        assert_eq!(b, [0xff], "an unclaimed port reads as a floating bus");
-        assert!(matches!(
-            handle_exit(&d, VcpuExit::Hlt),
-            ExitAction::Unhandled(_)
-        ));
-        assert_eq!(
-            handle_exit(
-                &d,
-                VcpuExit::SystemEvent(kvm_bindings::KVM_SYSTEM_EVENT_RESET, &[])
-            ),
-            ExitAction::Reboot("KVM_SYSTEM_EVENT_RESET".into())
-        );
+        assert!(entry().remote_irr());
+        // Its own EOI with the line still asserted: cleared and delivered again.
+        handle_exit(&d, VcpuExit::IoapicEoi(0x30));
+        let stats = ioapic.lock().unwrap().stats(PIN).unwrap();
+        assert_eq!((stats.eois, stats.redelivered_at_eoi), (1, 1));
+        assert!(entry().remote_irr());
+        // Line released: the next EOI leaves Remote IRR clear.
+        ioapic.lock().unwrap().set_irq(PIN, false);
+        handle_exit(&d, VcpuExit::IoapicEoi(0x30));
+        assert!(!entry().remote_irr());
+        assert_eq!(ioapic.lock().unwrap().stats(PIN).unwrap().eois, 2);
+        assert_eq!(d.exits.snapshot().ioapic_eoi, 3);
     }
 }

@@ -116,3 +116,143 @@ pub fn register_memory(vm: &VmFd, mem: &GuestMemory) -> Result<(), VmError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::{kvm_irqchip, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER};
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    /// /dev/kvm, or `None` (with a note) where it is not accessible.
+    fn kvm() -> Option<Kvm> {
+        match open_kvm() {
+            Ok(kvm) => Some(kvm),
+            Err(e) => {
+                println!("SKIP: /dev/kvm not accessible: {e}");
+                None
+            }
+        }
+    }
+
+    /// A VM in `mode`, or `None` (with a note) where this KVM lacks what `mode` needs.
+    fn vm(kvm: &Kvm, mode: IrqchipMode) -> Option<VmFd> {
+        match create(kvm, mode) {
+            Ok(vm) => Some(vm),
+            Err(e @ VmError::MissingCap { .. }) => {
+                println!("SKIP: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn chip(vm: &VmFd, id: u32) -> Result<kvm_irqchip, kvm_ioctls::Error> {
+        let mut c = kvm_irqchip {
+            chip_id: id,
+            ..Default::default()
+        };
+        vm.get_irqchip(&mut c).map(|()| c)
+    }
+
+    #[test]
+    fn constants_fit_the_board() {
+        assert_eq!(IOAPIC_PINS, 24, "the 82093AA has 24 pins");
+        // KVM's TSS takes three pages: below 4 GiB, inside the MMIO hole, clear of the
+        // IO-APIC and local APIC pages.
+        let tss = KVM_TSS_ADDRESS as u64..KVM_TSS_ADDRESS as u64 + 3 * 4096;
+        assert!(tss.end <= 1 << 32);
+        assert!(tss.start >= irqlab_abi::layout::MMIO_HOLE_START);
+        for page in [
+            irqlab_abi::layout::IOAPIC_BASE,
+            irqlab_abi::layout::LAPIC_BASE,
+        ] {
+            assert!(page + 4096 <= tss.start || page >= tss.end, "{page:#x}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_ioctl_and_the_capability() {
+        let e = ioctl("KVM_CREATE_VM")(kvm_ioctls::Error::new(libc::ENOMEM));
+        assert!(matches!(
+            &e,
+            VmError::Ioctl {
+                ioctl: "KVM_CREATE_VM",
+                source
+            } if source.errno() == libc::ENOMEM
+        ));
+        assert!(e.to_string().starts_with("KVM_CREATE_VM failed: "), "{e}");
+        let e = VmError::MissingCap {
+            cap: "KVM_CAP_SPLIT_IRQCHIP",
+            needed_for: "irqchip = \"split\"",
+        };
+        assert_eq!(
+            e.to_string(),
+            "KVM lacks KVM_CAP_SPLIT_IRQCHIP, needed for irqchip = \"split\""
+        );
+    }
+
+    #[test]
+    fn split_irqchip_vm_has_no_in_kernel_pic_or_ioapic() {
+        let Some(kvm) = kvm() else { return };
+        let Some(vm) = vm(&kvm, IrqchipMode::Split) else {
+            return;
+        };
+        // The LAPICs are in KVM already (a second irqchip is refused); the PIC and IO-APIC
+        // are not.
+        assert_eq!(
+            vm.create_irq_chip().map_err(|e| e.errno()),
+            Err(libc::EEXIST)
+        );
+        assert!(chip(&vm, KVM_IRQCHIP_PIC_MASTER).is_err());
+        assert!(chip(&vm, KVM_IRQCHIP_IOAPIC).is_err());
+        assert!(vm.get_pit2().is_err(), "no in-kernel PIT");
+    }
+
+    #[test]
+    fn kernel_irqchip_vm_has_pic_ioapic_and_pit() {
+        let Some(kvm) = kvm() else { return };
+        let Some(vm) = vm(&kvm, IrqchipMode::Kernel) else {
+            return;
+        };
+        assert!(chip(&vm, KVM_IRQCHIP_PIC_MASTER).is_ok());
+        assert!(chip(&vm, KVM_IRQCHIP_IOAPIC).is_ok());
+        assert!(vm.get_pit2().is_ok());
+        assert_eq!(
+            vm.create_irq_chip().map_err(|e| e.errno()),
+            Err(libc::EEXIST)
+        );
+    }
+
+    #[test]
+    fn every_region_is_registered_at_its_guest_address() {
+        let Some(kvm) = kvm() else { return };
+        let vm = kvm.create_vm().unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0), 1 << 20),
+            (GuestAddress(2 << 20), 1 << 20),
+        ])
+        .unwrap();
+        register_memory(&vm, &mem).unwrap();
+        let host = mem.get_host_address(GuestAddress(0)).unwrap() as u64;
+        // A new slot of one page at `gpa`: KVM refuses it (EEXIST) where a slot is already.
+        let probe = |slot: u32, gpa: u64| {
+            let r = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: gpa,
+                memory_size: 4096,
+                userspace_addr: host,
+            };
+            // SAFETY: `host` is the first page of `mem`'s first mapping, which outlives `vm`.
+            unsafe { vm.set_user_memory_region(r) }.map_err(|e| e.errno())
+        };
+        assert_eq!(probe(8, 0x1000), Err(libc::EEXIST), "slot 0 at 0");
+        assert_eq!(
+            probe(8, (3 << 20) - 4096),
+            Err(libc::EEXIST),
+            "slot 1 at 2 MiB"
+        );
+        assert_eq!(probe(8, 1 << 20), Ok(()), "nothing in the gap");
+        assert_eq!(probe(9, 3 << 20), Ok(()), "nothing past the end");
+    }
+}
