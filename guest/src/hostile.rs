@@ -109,10 +109,12 @@ pub fn run(boot: &Boot) {
                     }
                 }
             }
-            // Leave every pin masked again, so nothing garbage-routed fires later.
+            // Leave every pin masked again, so nothing garbage-routed fires later. The pin
+            // count is the IO-APIC's own (IOAPICVER), which the garbage above cannot change.
             let io = crate::ioapic::IoApic::new(base);
-            for pin in 0..24 {
-                io.mask(pin);
+            for pin in 0..io.pins() {
+                // At most 256 entries (an 8-bit field plus one): every pin fits a u8.
+                io.mask(pin as u8);
             }
         }
         "low-vectors" => {

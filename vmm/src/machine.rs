@@ -234,3 +234,138 @@ fn os(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
 pub fn run(config: &VmConfig, opts: &RunOptions) -> Result<RunReport, SetupError> {
     Machine::build(config, opts)?.run()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::EntryError;
+    use crate::config::KernelSource;
+    use crate::loader::LoadError;
+    use crate::outcome::code;
+    use std::path::PathBuf;
+
+    fn io() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::ENOENT)
+    }
+
+    #[test]
+    fn every_setup_error_has_its_exit_code() {
+        let boot = || BootError::Memory {
+            what: "GDT",
+            addr: 0,
+            source: vm_memory::GuestMemoryError::InvalidGuestAddress(vm_memory::GuestAddress(0)),
+        };
+        let path = PathBuf::from("x");
+        let cases = [
+            (
+                SetupError::Kernel(LoadError::NotElf {
+                    name: "k".into(),
+                    magic: vec![0],
+                }),
+                code::KERNEL,
+            ),
+            (
+                SetupError::Initrd {
+                    path: path.clone(),
+                    source: io(),
+                },
+                code::KERNEL,
+            ),
+            (
+                SetupError::Entry(EntryError::InitrdTooBig {
+                    path: path.clone(),
+                    size: 1,
+                }),
+                code::KERNEL,
+            ),
+            (
+                SetupError::Entry(EntryError::Kernel(LoadError::Unsupported {
+                    name: "k".into(),
+                    problem: "p".into(),
+                })),
+                code::KERNEL,
+            ),
+            (SetupError::Entry(EntryError::Boot(boot())), code::INTERNAL),
+            (SetupError::Boot(boot()), code::INTERNAL),
+            (
+                SetupError::SerialLog {
+                    path: path.clone(),
+                    source: io(),
+                },
+                code::CONFIG,
+            ),
+            (SetupError::TraceTooBig { mem_size: 1 << 20 }, code::CONFIG),
+            (
+                SetupError::Sandbox(SandboxError::Unsupported(io())),
+                code::HOST,
+            ),
+            (
+                SetupError::Sandbox(SandboxError::Handler(io())),
+                code::INTERNAL,
+            ),
+            (
+                SetupError::Os {
+                    what: "epoll",
+                    source: io(),
+                },
+                code::INTERNAL,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.exit_code(), want, "{e}");
+        }
+    }
+
+    /// A config for [`Machine::build`] that fails before KVM is opened, so these run on any
+    /// host (no /dev/kvm needed).
+    fn build_error(config: &VmConfig) -> SetupError {
+        match Machine::build(config, &RunOptions::default()) {
+            Ok(_) => panic!("built"),
+            Err(e) => e,
+        }
+    }
+
+    fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("irqlab-machine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn kernel_and_config_errors_come_before_the_host() {
+        // Not a kernel: the image is checked before anything else.
+        let config = VmConfig {
+            kernel: KernelSource::File(scratch("garbage", b"definitely not a kernel")),
+            ..VmConfig::default()
+        };
+        let e = build_error(&config);
+        assert!(
+            matches!(e, SetupError::Kernel(LoadError::NotElf { .. })),
+            "{e:?}"
+        );
+        assert_eq!(e.exit_code(), code::KERNEL);
+
+        // A missing initrd: read with the kernel inputs, before KVM.
+        let missing = std::env::temp_dir().join("irqlab-machine-no-such-initrd");
+        let config = VmConfig {
+            initrd: Some(missing.clone()),
+            ..VmConfig::default()
+        };
+        let e = build_error(&config);
+        assert!(
+            matches!(&e, SetupError::Initrd { path, .. } if *path == missing),
+            "{e:?}"
+        );
+
+        // A serial log that cannot be a log (a directory): a config error, before KVM.
+        let config = VmConfig {
+            serial_log: Some(std::env::temp_dir()),
+            ..VmConfig::default()
+        };
+        let e = build_error(&config);
+        assert!(matches!(e, SetupError::SerialLog { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), code::CONFIG);
+    }
+}

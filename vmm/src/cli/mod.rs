@@ -147,7 +147,7 @@ mod tests {
         assert!(line.ends_with("(see --help)"), "{line}");
         assert_eq!(
             usage_error(&["bench"]),
-            "a subcommand is required: irqlab bench <COMMAND> (see --help)"
+            "a subcommand is required: irqlab bench [OPTIONS] <COMMAND> (see --help)"
         );
         assert_eq!(
             usage_error(&["inspect"]),
