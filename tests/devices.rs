@@ -51,13 +51,17 @@ fn pit_ticks_at_the_programmed_rate_in_both_irqchip_models() {
     for irqchip in ["split", "kernel"] {
         let out = guest(irqchip, "run=timer timer=pit hz=500 ticks=150");
         let detail = passed(&out, "timer-pit");
-        // The guest waits for its 150th tick, then stops the PIT: one more tick can land in
-        // between (it did under TCG, where those few instructions take long). A lost tick
-        // leaves the guest waiting (the check fails); doubled ticks would count ~300.
-        assert!(
-            detail.starts_with("150 of 150 ticks") || detail.starts_with("151 of 150 ticks"),
-            "{detail}"
-        );
+        // The guest waits for its 150th tick, then stops the PIT: ticks can land in between —
+        // one under TCG, where those few instructions take long, and two on a host loaded on
+        // both cores, where KVM's in-kernel PIT re-injects the ticks a descheduled vCPU
+        // missed back to back (seen: 152). A lost tick leaves the guest waiting (the check
+        // fails); doubled ticks would count ~300. So 150 to 157 (5 % late) pass.
+        let ticks: u32 = detail
+            .split(" of 150 ticks")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no tick count in {detail:?}"));
+        assert!((150..=157).contains(&ticks), "{detail}");
     }
 }
 

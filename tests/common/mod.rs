@@ -240,7 +240,8 @@ pub fn assert_guest_ok(code: i32, out: &str, err: &str) {
 
 /// Words for a timer experiment's command line, with the tolerance tests use for the
 /// measured rate. The suite must pass on a loaded 2-core machine, so it judges the rate
-/// loosely (25 %: a wrong divisor, a missed mode or doubled ticks are far outside it) and
+/// loosely (40 %: halved or doubled ticks, a wrong divisor or a missed mode are outside it;
+/// 25 % failed once with both cores busy — nested TCG plus the suite — at -25.7 %) and
 /// leaves precise rates to the benchmarks (`irqlab bench irq`), which report them. On a host
 /// whose clock cannot be trusted at all (the nested-SVM lane sets `IRQLAB_UNTRUSTED_CLOCK`:
 /// QEMU TCG runs its clock unevenly) the guest reports the rate without judging it
@@ -253,7 +254,7 @@ pub fn timer_tolerance(words: &str) -> String {
     let tolerance = if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
         "off"
     } else {
-        "25"
+        "40"
     };
     format!("{} tolerance={tolerance}", kept.join(" "))
 }
