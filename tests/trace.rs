@@ -24,6 +24,7 @@ fn traced_run(
     cmdline: &str,
 ) -> (std::path::PathBuf, String) {
     let dir = scratch(name).join("trace");
+    let cmdline = &untrusted_clock_off(cmdline);
     let (code, out, err) = run(&[
         "run",
         "--irqchip",
@@ -311,10 +312,10 @@ fn exits_jsonl_is_capped_and_the_rest_counted() {
     }
     let dir = scratch("exitcap");
     let cfg = dir.join("t.toml");
+    let cmdline = untrusted_clock_off("run=timer timer=pit hz=1000 ticks=100 tolerance=100");
     std::fs::write(
         &cfg,
-        "cmdline = \"run=timer timer=pit hz=1000 ticks=100 tolerance=100\"\n\
-         [trace]\ndir = \"out\"\nexits_max_records = 25\n",
+        format!("cmdline = \"{cmdline}\"\n[trace]\ndir = \"out\"\nexits_max_records = 25\n"),
     )
     .unwrap();
     let (code, out, err) = run(&["run", cfg.to_str().unwrap(), "--timeout", "30"]);

@@ -259,6 +259,27 @@ pub fn timer_tolerance(words: &str) -> String {
     format!("{} tolerance={tolerance}", kept.join(" "))
 }
 
+/// `words` (a timer experiment's command line with its own `tolerance=`) as they are, except
+/// where the clock cannot be trusted (`IRQLAB_UNTRUSTED_CLOCK`, the nested-SVM lane): there
+/// the tolerance is `off`, so the rate is reported, not judged (seen under TCG: a traced
+/// 500 Hz PIT measured at 1033 Hz); the tick count is judged everywhere.
+pub fn untrusted_clock_off(words: &str) -> String {
+    if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_none() {
+        return words.to_string();
+    }
+    words
+        .split(' ')
+        .map(|w| {
+            if w.starts_with("tolerance=") {
+                "tolerance=off"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A bzImage header with nothing behind it: protocol `version`, `xloadflags`, and the
 /// kernel's command-line limit.
 pub fn fake_bzimage(version: u16, xloadflags: u16, cmdline_size: u32) -> Vec<u8> {
