@@ -251,12 +251,7 @@ pub fn timer_tolerance(words: &str) -> String {
         .split(' ')
         .filter(|w| !w.starts_with("tolerance="))
         .collect();
-    let tolerance = if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
-        "off"
-    } else {
-        "40"
-    };
-    format!("{} tolerance={tolerance}", kept.join(" "))
+    untrusted_clock_off(&format!("{} tolerance=40", kept.join(" ")))
 }
 
 /// `words` (a timer experiment's command line with its own `tolerance=`) as they are, except
