@@ -15,8 +15,38 @@ pub const EXIT: u64 = 4;
 /// `sum6(a, b, c, d, e, f) -> a + 2b + 3c + 4d + 5e + 6f`: proves all six argument registers
 /// arrive in order.
 pub const SUM6: u64 = 5;
+/// `getpid() -> pid`: the calling task's process id (1.. for scheduled tasks, 0 otherwise).
+pub const GETPID: u64 = 6;
+/// `sleep(ticks) -> 0`: block for at least `ticks` timer ticks (`run=sched|signals`).
+pub const SLEEP: u64 = 7;
+/// `alarm(ticks) -> ticks left of the previous alarm`: SIGALRM after `ticks` timer ticks
+/// (0 cancels).
+pub const ALARM: u64 = 8;
+/// `kill(pid, sig) -> 0`: make `sig` pending for task `pid`.
+pub const KILL: u64 = 9;
+/// `sigaction(sig, handler, restorer) -> 0`: `handler` 0 = default action, 1 = ignore,
+/// otherwise a user address; `restorer` is the user code the handler returns to, which calls
+/// `sigreturn` (Linux's `sa_restorer`).
+pub const SIGACTION: u64 = 10;
+/// `sigreturn() -> !`: restore the context saved in the signal frame at the user RSP.
+pub const SIGRETURN: u64 = 11;
+/// `sigprocmask(how, set) -> old mask`: `how` 0 = block, 1 = unblock, 2 = set.
+pub const SIGPROCMASK: u64 = 12;
+/// `writev(iov, count) -> bytes`: `count` (address, length) pairs written in one call.
+pub const WRITEV: u64 = 13;
+/// `ring_enter(to_submit) -> completed`: consume `to_submit` entries of the task's
+/// shared-memory submission ring (the cost table's io_uring-style row).
+pub const RING_ENTER: u64 = 14;
 /// Number of defined system calls.
-pub const COUNT: u64 = 6;
+pub const COUNT: u64 = 15;
+
+/// The trap gate's marker: `ud2` followed by these three bytes is a system call (number and
+/// arguments in the same registers as `syscall`), resumed after the marker. It is for hosts
+/// where neither `syscall` nor `int 0x80` works from ring 3 (kvm-pvm); the idea is Xen's and
+/// KVM's forced-emulation prefix, `ud2; .ascii "xen"` / `"kvm"`.
+pub const TRAP_GATE_MARKER: [u8; 3] = *b"sys";
+/// Length of the whole trap-gate instruction sequence (`ud2` + marker).
+pub const TRAP_GATE_LEN: u64 = 5;
 
 /// Bad address.
 pub const EFAULT: i64 = 14;
@@ -24,6 +54,8 @@ pub const EFAULT: i64 = 14;
 pub const EINVAL: i64 = 22;
 /// Function not implemented.
 pub const ENOSYS: i64 = 38;
+/// No such process.
+pub const ESRCH: i64 = 3;
 
 /// The `sum6` result the kernel must compute, for checking on both sides.
 pub const fn sum6(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> u64 {

@@ -9,9 +9,13 @@
 //! - [`cmdline`]: the `key=value` kernel command line and the boot-info rejection reasons.
 //! - [`runs`]: the `run=` list of experiments, parsed once into a bit set.
 //! - [`stats`]: min / median / p99 of the cost experiments' samples.
+//! - [`sched`]: the round-robin choice and the fairness judgement of `run=sched`.
+//! - [`signal`]: signal numbers, sets, default actions and `sigreturn`'s checks.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
 pub mod cmdline;
 pub mod runs;
+pub mod sched;
+pub mod signal;
 pub mod stats;

@@ -25,9 +25,18 @@ impl Runs {
     pub const AFFINITY: u16 = 1 << 6;
     /// `posted`: posted interrupts.
     pub const POSTED: u16 = 1 << 7;
+    /// `sched`: a timer-driven preemptive scheduler of ring-3 tasks.
+    pub const SCHED: u16 = 1 << 8;
+    /// `signals`: signals delivered on the return to user mode.
+    pub const SIGNALS: u16 = 1 << 9;
     /// The experiments that need `experiments::init` (devices, interrupt handlers).
-    pub const EXPERIMENTS: u16 =
-        Self::TIMER | Self::MSI | Self::ECHO | Self::AFFINITY | Self::POSTED;
+    pub const EXPERIMENTS: u16 = Self::TIMER
+        | Self::MSI
+        | Self::ECHO
+        | Self::AFFINITY
+        | Self::POSTED
+        | Self::SCHED
+        | Self::SIGNALS;
     /// The list when the command line has no `run=` word.
     pub const DEFAULT: &'static str = "selftest";
 
@@ -45,6 +54,8 @@ impl Runs {
                 "echo" => Self::ECHO,
                 "affinity" => Self::AFFINITY,
                 "posted" => Self::POSTED,
+                "sched" => Self::SCHED,
+                "signals" => Self::SIGNALS,
                 "none" | "" => 0,
                 other => {
                     unknown(other);
@@ -88,6 +99,8 @@ mod tests {
             ("echo", Runs::ECHO),
             ("affinity", Runs::AFFINITY),
             ("posted", Runs::POSTED),
+            ("sched", Runs::SCHED),
+            ("signals", Runs::SIGNALS),
         ];
         let mut all = 0;
         for (name, bit) in names {
@@ -96,9 +109,10 @@ mod tests {
             all |= bit;
             assert_eq!(parse(name), (Runs(bit), vec![]), "{name}");
         }
-        let (runs, unknown) = parse("selftest,cost,pio-loop,timer,msi,echo,affinity,posted");
+        let (runs, unknown) =
+            parse("selftest,cost,pio-loop,timer,msi,echo,affinity,posted,sched,signals");
         assert_eq!((runs, unknown), (Runs(all), vec![]));
-        assert_eq!(all, 0xff);
+        assert_eq!(all, 0x3ff);
     }
 
     #[test]
@@ -115,7 +129,9 @@ mod tests {
 
     #[test]
     fn experiments_group_the_device_runs() {
-        for name in ["timer", "msi", "echo", "affinity", "posted"] {
+        for name in [
+            "timer", "msi", "echo", "affinity", "posted", "sched", "signals",
+        ] {
             assert!(parse(name).0.has(Runs::EXPERIMENTS), "{name}");
         }
         for name in ["selftest", "cost", "pio-loop", "none"] {

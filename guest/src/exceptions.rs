@@ -3,8 +3,9 @@
 //! Three cases, in this order:
 //! 1. A self-test announced the exception with [`expect`]: record it and resume (skipping the
 //!    faulting instruction when the test says how long it is).
-//! 2. It came from ring 3: report it with the faulting RIP and end the task (`user::abort`);
-//!    the kernel keeps running.
+//! 2. It came from ring 3: the trap gate's `ud2` + marker is a system call; under the process
+//!    experiments a fault becomes a signal (`process::user_fault`); otherwise report it with
+//!    the faulting RIP and end the task (`user::abort`). The kernel keeps running.
 //! 3. Otherwise it is a kernel bug: report and stop (#DF: status 4, anything else: status 5).
 //!
 //! [`install`] registers [`handle`] for all 32 exception vectors with the IDT.
@@ -99,6 +100,15 @@ pub fn handle(frame: &mut Frame) {
         return;
     }
     if frame.is_from_user() {
+        if crate::syscall::is_trap_gate(frame) {
+            crate::syscall::trap_gate(frame);
+            return;
+        }
+        // Under the process experiments the fault becomes a signal, delivered on the way
+        // back to ring 3.
+        if crate::process::user_fault(frame) {
+            return;
+        }
         crate::serial::force_unlock();
         println!("user fault: {}", Describe(frame));
         crate::user::abort(frame);

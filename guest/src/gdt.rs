@@ -137,6 +137,23 @@ pub fn init_cpu(cpu: usize, rsp0: u64, ist: &[u64; 7]) {
     }
 }
 
+/// Points CPU `cpu`'s TSS.RSP0 at `top`: the stack the CPU switches to on an interrupt or
+/// exception from ring 3 through a gate with IST 0 (the process experiments switch it per
+/// task, as Linux does on every context switch).
+pub fn set_rsp0(cpu: usize, top: u64) {
+    // SAFETY: only CPU `cpu` touches its TSS, with interrupts off; the CPU reads RSP0 only
+    // when delivering an event, never concurrently with this store.
+    let tss = unsafe { &mut *TABLES[cpu].tss.get() };
+    set_tss_u64(tss, 4, top);
+}
+
+/// CPU `cpu`'s TSS.RSP0.
+pub fn rsp0(cpu: usize) -> u64 {
+    // SAFETY: a plain read of this CPU's TSS.
+    let tss = unsafe { &*TABLES[cpu].tss.get() };
+    u64::from(tss[1]) | (u64::from(tss[2]) << 32)
+}
+
 /// Whether every IST stack's canary is intact.
 pub fn stacks_intact() -> bool {
     IST_STACKS.iter().all(|s| s.canary_ok()) && RSP0_STACK.canary_ok()

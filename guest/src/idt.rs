@@ -119,8 +119,9 @@ unsafe extern "C" fn common() {
 
 /// The lean path for device interrupts: it saves only the nine registers the C ABI lets
 /// `interrupts::handle` clobber (Rust code preserves the other six itself) and calls it with
-/// (vector, entry TSC or 0, interrupted RIP). 34 instructions from the stub to `iretq`, where
-/// the full path takes 55: on hosts that emulate every guest instruction (kvm-pvm, ~1.2 µs
+/// (vector, entry TSC or 0, interrupted RIP). 34 instructions from the stub to `iretq` (two
+/// more when it interrupted ring 3, to test the return-to-user work), where the full path
+/// takes 55: on hosts that emulate every guest instruction (kvm-pvm, ~1.2 µs
 /// each) that is most of the difference between keeping up with 10 kHz and not.
 ///
 /// Stack at entry: [rsp] vector, +8 error code (0), +16 RIP, +24 CS, +32 RFLAGS, +40 RSP,
@@ -139,11 +140,24 @@ unsafe extern "C" fn irq_entry() {
         "call {handle}",
         "pop r11", "pop r10", "pop r9", "pop r8",
         "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-        swapgs_if_from_user!(),
+        "test byte ptr [rsp + 24], 3",
+        "jz 8f",
+        // Back to ring 3: with return-to-user work pending (a reschedule, a signal) the
+        // interrupted context needs a full frame, so re-enter through the full path with
+        // the registers exactly as they were interrupted; its exit does the work.
+        "cmp qword ptr gs:[{work}], 0",
+        "jne 9f",
+        "swapgs",
+        "8:",
         "add rsp, 16",
         "iretq",
+        "9:",
+        "swapgs",
+        "jmp {common}",
         handle = sym crate::interrupts::handle,
         trace_on = sym crate::trace::STUB_TIMESTAMPS,
+        work = const crate::percpu::OFF_WORK,
+        common = sym common,
     )
 }
 
@@ -178,14 +192,39 @@ pub fn set_handler(vector: u8, handler: FrameHandler) {
 /// The full path's Rust side: runs the handler installed for the vector. A vector without
 /// one (the spurious vector) is ignored: spurious interrupts take no EOI (SDM §11.9).
 extern "C" fn dispatch(frame: &mut Frame, _tsc_entry: u64) {
-    let Some(slot) = frame_slot(frame.vector as u8) else {
+    // A device vector arrives here only from the lean path's exit with work pending.
+    if let Some(slot) = frame_slot(frame.vector as u8) {
+        let h = FRAME_HANDLERS[slot].load(Ordering::Acquire);
+        if h != 0 {
+            // SAFETY: only `set_handler` stores non-zero values, and it stores `FrameHandler`s.
+            let handler = unsafe { core::mem::transmute::<usize, FrameHandler>(h) };
+            handler(frame);
+        }
+    }
+    exit_to_user(frame);
+}
+
+/// The return-to-user work hook (0 = none): the process experiments install theirs.
+static EXIT_TO_USER: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs (or with `None` removes) the function that does the pending return-to-user work
+/// (`percpu::work`) on a frame about to return to ring 3.
+pub fn set_exit_to_user(hook: Option<FrameHandler>) {
+    EXIT_TO_USER.store(hook.map_or(0, |h| h as usize), Ordering::Release);
+}
+
+/// Runs the return-to-user hook if `frame` returns to ring 3 and work is pending (every
+/// path's exit calls this: the full path, the SYSCALL entry, and through the full path the
+/// lean one).
+pub fn exit_to_user(frame: &mut Frame) {
+    if !frame.is_from_user() || crate::percpu::work() == 0 {
         return;
-    };
-    let h = FRAME_HANDLERS[slot].load(Ordering::Acquire);
+    }
+    let h = EXIT_TO_USER.load(Ordering::Acquire);
     if h != 0 {
-        // SAFETY: only `set_handler` stores non-zero values, and it stores `FrameHandler`s.
-        let handler = unsafe { core::mem::transmute::<usize, FrameHandler>(h) };
-        handler(frame);
+        // SAFETY: only `set_exit_to_user` stores non-zero values, and it stores `FrameHandler`s.
+        let hook = unsafe { core::mem::transmute::<usize, FrameHandler>(h) };
+        hook(frame);
     }
 }
 
@@ -261,6 +300,19 @@ pub fn load() {
     unsafe {
         core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags))
     };
+}
+
+/// Changes the IST slot of `vector`'s gate (0: the CPU switches to TSS.RSP0 when coming from
+/// ring 3 and stays on the current stack in ring 0). The process experiments take the gates
+/// ring 3 reaches off the shared IST stacks, so each task's interrupted context stays on its
+/// own kernel stack while other tasks run; they put them back afterwards.
+pub fn set_ist(vector: u8, ist: u8) {
+    let gate = Gate {
+        ist,
+        ..gate_for(vector)
+    };
+    // SAFETY: one aligned 16-byte store of a valid gate, on the boot CPU with interrupts off.
+    unsafe { (*IDT.0.get())[usize::from(vector)] = gate.encode() };
 }
 
 /// Marks a gate not present (the `crash=triple-fault` mode).

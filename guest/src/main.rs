@@ -29,6 +29,7 @@ mod pic;
 mod pit;
 mod port;
 mod posted;
+mod process;
 mod pvh;
 mod reboot;
 mod report;
@@ -50,7 +51,7 @@ use stack::Stack;
 /// Stack `_start` switches to before running any Rust code.
 pub static BOOT_STACK: Stack<{ 64 * 1024 }> = Stack::new();
 /// The stack system calls run on (per-CPU data points at its top).
-static SYSCALL_STACK: Stack<{ 16 * 1024 }> = Stack::new();
+pub static SYSCALL_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 
 /// The entry point: switch to our own stack, make SSE usable, call `kmain(boot_info)`.
 ///
@@ -130,12 +131,15 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     syscall::install_int80();
     idt::init();
     SYSCALL_STACK.arm();
-    let mut guards = [0u64; 10];
+    let mut guards = [0u64; 10 + process::MAX_TASKS];
     guards[0] = BOOT_STACK.guard_page();
     guards[1] = SYSCALL_STACK.guard_page();
     guards[2] = gdt::RSP0_STACK.guard_page();
     for (g, s) in guards[3..].iter_mut().zip(gdt::IST_STACKS.iter()) {
         *g = s.guard_page();
+    }
+    for (g, page) in guards[10..].iter_mut().zip(process::guard_pages()) {
+        *g = page;
     }
     paging::init(&guards);
     percpu::init(SYSCALL_STACK.top());
@@ -180,6 +184,9 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     }
     if runs.has(Runs::POSTED) {
         experiments::posted::run(&boot);
+    }
+    if runs.has(Runs::SCHED) {
+        experiments::sched::run(&boot);
     }
     let st = report::summary();
     exit::exit(st)

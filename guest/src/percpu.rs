@@ -26,7 +26,15 @@ pub struct PerCpu {
     pub syscalls: u64,
     /// CPU index.
     pub cpu: u64,
+    /// Work to do before returning to ring 3 ([`WORK_NEED_RESCHED`], [`WORK_SIGPENDING`]):
+    /// the interrupt exit paths test it (Linux's `TIF_*` flags read at `exit_to_user_mode`).
+    pub work: u64,
 }
+
+/// [`PerCpu::work`]: the timer or a blocking call asked for `schedule()`.
+pub const WORK_NEED_RESCHED: u64 = 1 << 0;
+/// [`PerCpu::work`]: the current task has a signal to deliver.
+pub const WORK_SIGPENDING: u64 = 1 << 1;
 
 /// Offset of [`PerCpu::syscall_rsp`].
 pub const OFF_SYSCALL_RSP: usize = offset_of!(PerCpu, syscall_rsp);
@@ -38,6 +46,8 @@ pub const OFF_TASK_RETURN_RSP: usize = offset_of!(PerCpu, task_return_rsp);
 pub const OFF_SYSCALLS: usize = offset_of!(PerCpu, syscalls);
 /// Offset of [`PerCpu::cpu`].
 pub const OFF_CPU: usize = offset_of!(PerCpu, cpu);
+/// Offset of [`PerCpu::work`].
+pub const OFF_WORK: usize = offset_of!(PerCpu, work);
 
 /// This CPU's index (0 = boot CPU), read through GS.
 pub fn cpu_index() -> usize {
@@ -61,6 +71,7 @@ static CPUS: [Cell; MAX_CPUS] = [const {
         task_return_rsp: 0,
         syscalls: 0,
         cpu: 0,
+        work: 0,
     }))
 }; MAX_CPUS];
 
@@ -88,4 +99,38 @@ pub fn init_cpu(cpu: usize, syscall_stack_top: u64) {
 pub fn syscalls() -> u64 {
     // SAFETY: a plain read of this CPU's counter.
     unsafe { core::ptr::read_volatile(&(*CPUS[cpu_index()].0.get()).syscalls) }
+}
+
+fn this() -> *mut PerCpu {
+    CPUS[cpu_index()].0.get()
+}
+
+/// This CPU's pending return-to-user work.
+pub fn work() -> u64 {
+    // SAFETY: a plain read of this CPU's word.
+    unsafe { core::ptr::read_volatile(&(*this()).work) }
+}
+
+/// Sets bits in this CPU's return-to-user work (interrupts off).
+pub fn set_work(bits: u64) {
+    // SAFETY: only this CPU writes its word, with interrupts off.
+    unsafe { (*this()).work |= bits }
+}
+
+/// Clears bits in this CPU's return-to-user work (interrupts off).
+pub fn clear_work(bits: u64) {
+    // SAFETY: only this CPU writes its word, with interrupts off.
+    unsafe { (*this()).work &= !bits }
+}
+
+/// The stack the SYSCALL entry switches to (the running task's kernel stack).
+pub fn syscall_stack() -> u64 {
+    // SAFETY: a plain read of this CPU's word.
+    unsafe { core::ptr::read_volatile(&(*this()).syscall_rsp) }
+}
+
+/// Points the SYSCALL entry at another kernel stack (on a task switch, interrupts off).
+pub fn set_syscall_stack(top: u64) {
+    // SAFETY: only this CPU writes its word, with interrupts off.
+    unsafe { (*this()).syscall_rsp = top }
 }

@@ -72,7 +72,13 @@ pub struct UserMem<const N: usize>(UnsafeCell<[u8; N]>);
 unsafe impl<const N: usize> Sync for UserMem<N> {}
 
 impl<const N: usize> UserMem<N> {
-    /// Base address.
+    /// Zeroed memory (place it with `#[link_section = ".user_data"]`).
+    pub const fn new() -> Self {
+        UserMem(UnsafeCell::new([0; N]))
+    }
+
+    /// Base address (inlined: user code calls it too).
+    #[inline(always)]
     pub fn addr(&self) -> u64 {
         self.0.get() as u64
     }
@@ -194,6 +200,84 @@ fn int80(n: u64, a: [u64; 6]) -> u64 {
             in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5], options(nostack));
     }
     ret
+}
+
+/// The trap gate: `ud2` followed by the marker (`irqlab_abi::syscall::TRAP_GATE_MARKER`);
+/// the #UD handler recognises it, runs the system call and resumes after the marker.
+#[inline(always)]
+fn trap6(n: u64, a: [u64; 6]) -> u64 {
+    let ret: u64;
+    // SAFETY: the kernel's #UD handler treats `ud2; .ascii "sys"` from ring 3 as a system
+    // call: result in RAX, every other register preserved, resumed after the marker.
+    unsafe {
+        core::arch::asm!("ud2", ".ascii \"sys\"",
+            inlateout("rax") n => ret, in("rdi") a[0], in("rsi") a[1],
+            in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5], options(nostack));
+    }
+    ret
+}
+
+const _: () = assert!(nr::TRAP_GATE_LEN == 5 && nr::TRAP_GATE_MARKER[0] == b's');
+
+/// How user code enters the kernel: the `gate` word of the process experiments and the cost
+/// table's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Gate {
+    /// `syscall` → IA32_LSTAR, `sysret` back.
+    Syscall = 0,
+    /// `int 0x80` through the DPL-3 IDT gate, `iretq` back.
+    Int80 = 1,
+    /// `ud2` + marker → the #UD handler, `iretq` back (works where the other two do not:
+    /// kvm-pvm).
+    Trap = 2,
+}
+
+impl Gate {
+    /// The gate's name in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Gate::Syscall => "syscall",
+            Gate::Int80 => "int 0x80",
+            Gate::Trap => "trap (ud2 + marker)",
+        }
+    }
+
+    /// `gate=syscall|int80|trap|auto` from the command line; `auto` (the default) takes the
+    /// trap gate where ring-3 `syscall` and `int 0x80` cannot work (kvm-pvm) and `syscall`
+    /// elsewhere. `None` for an unknown name.
+    pub fn choose(word: Option<&str>, host: irqlab_abi::boot_info::HostKind) -> Option<Gate> {
+        match word.unwrap_or("auto") {
+            "syscall" => Some(Gate::Syscall),
+            "int80" => Some(Gate::Int80),
+            "trap" => Some(Gate::Trap),
+            "auto" if host.can_run_software_interrupts() => Some(Gate::Syscall),
+            "auto" => Some(Gate::Trap),
+            _ => None,
+        }
+    }
+}
+
+/// The gate user code uses (a [`Gate`] as u64), readable from ring 3.
+#[link_section = ".user_data"]
+pub static USER_GATE: UserMem<8> = UserMem(UnsafeCell::new([0; 8]));
+
+/// Selects the gate [`sys`] uses from now on.
+pub fn set_gate(gate: Gate) {
+    // SAFETY: an aligned u64 in user data; no task runs while the kernel changes it.
+    unsafe { (USER_GATE.addr() as *mut u64).write_volatile(gate as u64) }
+}
+
+/// A system call through the selected gate ([`set_gate`]): user code's one way in.
+#[inline(always)]
+pub fn sys(n: u64, a: [u64; 6]) -> u64 {
+    // SAFETY: an aligned u64 in user data (readable from ring 3).
+    let gate = unsafe { (USER_GATE.addr() as *const u64).read_volatile() };
+    match gate {
+        0 => syscall6(n, a),
+        1 => int80(n, a),
+        _ => trap6(n, a),
+    }
 }
 
 #[inline(always)]

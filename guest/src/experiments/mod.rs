@@ -10,6 +10,8 @@ pub mod affinity;
 pub mod echo;
 pub mod msi;
 pub mod posted;
+pub mod sched;
+pub mod ticker;
 pub mod timer;
 
 use crate::apic::{TimerMode, LAPIC};

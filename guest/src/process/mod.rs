@@ -1,0 +1,684 @@
+//! Processes: ring-3 tasks with their own kernel stacks, a timer-driven round-robin
+//! scheduler, and signals delivered on the way back to user mode (`run=sched`,
+//! `run=signals`).
+//!
+//! The model is Linux 0.11's `do_timer`/`schedule` pair, with the structure Linux keeps
+//! today:
+//! - **Tasks.** Slot 0 is the idle task: the kernel context that called [`run`]. Slots
+//!   1.. are ring-3 tasks, each with its own kernel stack, user stack and saved context.
+//! - **The tick** ([`tick`], the timer's interrupt handler) charges the tick to the running
+//!   task, counts down its time slice and, when the slice is used up, sets the per-CPU
+//!   `NEED_RESCHED` work bit. It also wakes sleepers and fires alarms.
+//! - **The switch happens on the way back to user mode**: every exit path to ring 3 tests the
+//!   per-CPU work word (`percpu::work`); with work pending it calls [`exit_to_user`], which
+//!   calls [`schedule`] and delivers signals (Linux's `exit_to_user_mode_loop`). A task that
+//!   never makes a system call is preempted this way too.
+//! - **Blocking calls** (`sleep`, `yield`, `exit`) call [`schedule`] directly from the system
+//!   call, on the task's own kernel stack.
+//! - **Kernel stacks.** While the experiments run, the gates ring 3 can reach (the timer,
+//!   `int 0x80`, the exceptions) use IST 0, so the CPU switches to TSS.RSP0, which
+//!   [`schedule`] points at the next task's kernel stack (and the SYSCALL entry's stack with
+//!   it). Every system call checks that it runs on the caller's own kernel stack.
+//!
+//! Everything here runs on the boot CPU with interrupts off (interrupt gates, FMASK), except
+//! the idle loop's `sti; hlt`.
+
+pub mod programs;
+pub mod signal;
+mod switch;
+
+use crate::frame::Frame;
+use crate::percpu::{WORK_NEED_RESCHED, WORK_SIGPENDING};
+use crate::stack::Stack;
+use crate::user::{self, UserMem};
+use crate::{cpu, gdt, idt, percpu};
+use core::cell::UnsafeCell;
+use irqlab_abi::syscall as nr;
+use irqlab_guest_core::signal::SigSet;
+
+pub use signal::sigreturn;
+
+/// Task slots, idle (slot 0) included.
+pub const MAX_TASKS: usize = 10;
+const KSTACK_SIZE: usize = 16 * 1024;
+const USTACK_SIZE: usize = 8 * 1024;
+/// Most context-switch and signal-latency samples kept.
+pub const MAX_SAMPLES: usize = 2048;
+
+/// A task's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Free slot.
+    Unused,
+    /// Running or ready to run.
+    Runnable,
+    /// Blocked in `sleep` until the tick count reaches `until`.
+    Sleeping {
+        /// Tick to wake at.
+        until: u64,
+    },
+    /// Exited; its results stay for the report.
+    Zombie,
+}
+
+/// What a signal does when it arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The signal's default action.
+    Default,
+    /// Discard it.
+    Ignore,
+    /// Run `handler` in ring 3; it returns to `restorer`, which calls `sigreturn`.
+    Handler {
+        /// User handler entry.
+        handler: u64,
+        /// User code the handler returns to.
+        restorer: u64,
+    },
+}
+
+/// One task.
+pub struct Task {
+    /// Process id (the slot number; 0 is the idle task).
+    pub pid: u64,
+    /// State.
+    pub state: State,
+    /// Name in reports.
+    pub name: &'static str,
+    ksp: u64,
+    kstack_top: u64,
+    /// Timer ticks that found it running.
+    pub ticks: u64,
+    /// TSC cycles it ran (charged at each switch).
+    pub cycles: u64,
+    /// Switches away from it while it could still run (preemptions).
+    pub involuntary: u64,
+    /// Switches away from it because it blocked, yielded or exited.
+    pub voluntary: u64,
+    /// System calls it made.
+    pub syscalls: u64,
+    /// System calls that found RSP outside its own kernel stack (must stay 0).
+    pub wrong_stack: u64,
+    /// Sleeps that ended before the requested tick without a signal (must stay 0).
+    pub early_wakes: u64,
+    /// Exit code (or 128 + signal when a signal killed it).
+    pub exit_code: i64,
+    /// The signal that killed it, 0 if it exited.
+    pub killed_by: u8,
+    /// Pending signals.
+    pub pending: SigSet,
+    /// Blocked signals.
+    pub blocked: SigSet,
+    /// Per-signal actions.
+    pub actions: [Action; 32],
+    /// Tick at which SIGALRM fires (0 = no alarm).
+    pub alarm_at: u64,
+    /// TSC when each pending signal was raised (for the delivery latency).
+    pub raised_at: [u64; 32],
+    /// Signals delivered to a handler, per signal.
+    pub delivered: [u32; 32],
+    /// The last ring-3 fault not yet delivered as a signal: (vector, CR2 or 0).
+    fault: Option<(u64, u64)>,
+}
+
+impl Task {
+    const fn new() -> Self {
+        Task {
+            pid: 0,
+            state: State::Unused,
+            name: "",
+            ksp: 0,
+            kstack_top: 0,
+            ticks: 0,
+            cycles: 0,
+            involuntary: 0,
+            voluntary: 0,
+            syscalls: 0,
+            wrong_stack: 0,
+            early_wakes: 0,
+            exit_code: 0,
+            killed_by: 0,
+            pending: SigSet::EMPTY,
+            blocked: SigSet::EMPTY,
+            actions: [Action::Default; 32],
+            alarm_at: 0,
+            raised_at: [0; 32],
+            delivered: [0; 32],
+            fault: None,
+        }
+    }
+}
+
+/// Samples of a cycle count.
+pub struct Samples {
+    /// The values (the first `len`).
+    pub values: [u32; MAX_SAMPLES],
+    /// How many.
+    pub len: usize,
+}
+
+impl Samples {
+    const fn new() -> Self {
+        Samples {
+            values: [0; MAX_SAMPLES],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, v: u64) {
+        if self.len < MAX_SAMPLES {
+            self.values[self.len] = v.min(u64::from(u32::MAX)) as u32;
+            self.len += 1;
+        }
+    }
+
+    /// The recorded values.
+    pub fn as_mut_slice(&mut self) -> &mut [u32] {
+        &mut self.values[..self.len]
+    }
+}
+
+/// The scheduler's state.
+pub struct Sched {
+    active: bool,
+    /// The task table.
+    pub tasks: [Task; MAX_TASKS],
+    current: usize,
+    /// Timer ticks since [`start`].
+    pub ticks: u64,
+    /// Ticks that found the idle task running.
+    pub idle_ticks: u64,
+    /// Ticks that ended a time slice (and so asked for a preemption).
+    pub preempt_ticks: u64,
+    /// Context switches.
+    pub switches: u64,
+    slice: u64,
+    slice_left: u64,
+    ran_since: u64,
+    switch_t0: u64,
+    /// Cycles from `switch_to`'s call in one task to its return in the next.
+    pub switch_cost: Samples,
+    /// Cycles from raising a signal to entering its user handler.
+    pub delivery: Samples,
+    /// Live tasks (not idle, not zombies).
+    pub live: usize,
+    /// Sigreturns refused (bad context).
+    pub bad_sigreturns: u64,
+}
+
+struct Global(UnsafeCell<Sched>);
+// SAFETY: only the boot CPU touches the scheduler, with interrupts off.
+unsafe impl Sync for Global {}
+
+static SCHED: Global = Global(UnsafeCell::new(Sched {
+    active: false,
+    tasks: [const { Task::new() }; MAX_TASKS],
+    current: 0,
+    ticks: 0,
+    idle_ticks: 0,
+    preempt_ticks: 0,
+    switches: 0,
+    slice: 1,
+    slice_left: 1,
+    ran_since: 0,
+    switch_t0: 0,
+    switch_cost: Samples::new(),
+    delivery: Samples::new(),
+    live: 0,
+    bad_sigreturns: 0,
+}));
+
+/// The scheduler. Callers run with interrupts off on the boot CPU and must not hold the
+/// reference across [`schedule`] (re-borrow after it).
+#[allow(clippy::mut_from_ref)]
+pub fn sched() -> &'static mut Sched {
+    // SAFETY: one CPU, interrupts off: no other reference is live while the caller uses it
+    // (every function here re-borrows after anything that may switch tasks).
+    unsafe { &mut *SCHED.0.get() }
+}
+
+static KSTACKS: [Stack<KSTACK_SIZE>; MAX_TASKS] = [const { Stack::new() }; MAX_TASKS];
+#[link_section = ".user_data"]
+static USTACKS: UserMem<{ MAX_TASKS * USTACK_SIZE }> = UserMem::new();
+
+/// Kernel-stack guard pages (unmapped by `paging::init`, like every other stack's).
+pub fn guard_pages() -> impl Iterator<Item = u64> {
+    KSTACKS.iter().skip(1).map(|s| s.guard_page())
+}
+
+/// Data the kernel shares with ring 3 (a vDSO-like page): user code reads the tick count and
+/// the stop flag without a system call and keeps its counters here.
+#[repr(C)]
+pub struct Shared {
+    /// Timer ticks since [`start`].
+    pub ticks: u64,
+    /// Set by the tick at the experiment's end: CPU-bound tasks stop and exit.
+    pub stop: u64,
+    /// Per-task counters the user programs keep (loop iterations, handler runs, ...).
+    pub counters: [u64; MAX_TASKS],
+    /// Per-task values the signal programs record (slot per check).
+    pub values: [[u64; 16]; MAX_TASKS],
+}
+
+#[link_section = ".user_data"]
+static SHARED: UserMem<4096> = UserMem::new();
+const _: () = assert!(core::mem::size_of::<Shared>() <= 4096);
+
+/// The shared page.
+#[inline(always)]
+pub fn shared() -> *mut Shared {
+    SHARED.addr() as *mut Shared
+}
+
+/// Vectors ring 3 can reach while tasks run (their gates move to IST 0): the exceptions a
+/// user program can raise and `int 0x80`; the timer's vector is added by [`start`].
+const USER_REACHABLE: [u8; 12] = [0, 1, 3, 4, 5, 6, 7, 13, 14, 16, 17, 19];
+
+/// How the scheduler is set up.
+pub struct Config {
+    /// The timer's vector.
+    pub timer_vector: u8,
+    /// Ticks per time slice.
+    pub slice: u64,
+}
+
+/// Whether the process experiments are running (system calls and faults go through them).
+pub fn active() -> bool {
+    sched().active
+}
+
+/// Resets the task table, moves the user-reachable gates to IST 0 and installs the
+/// return-to-user hook. Interrupts off; the caller starts the timer afterwards (its handler
+/// must call [`tick`]).
+pub fn start(config: &Config) {
+    let s = sched();
+    *s = Sched {
+        active: true,
+        tasks: [const { Task::new() }; MAX_TASKS],
+        current: 0,
+        ticks: 0,
+        idle_ticks: 0,
+        preempt_ticks: 0,
+        switches: 0,
+        slice: config.slice.max(1),
+        slice_left: config.slice.max(1),
+        ran_since: cpu::rdtsc(),
+        switch_t0: 0,
+        switch_cost: Samples::new(),
+        delivery: Samples::new(),
+        live: 0,
+        bad_sigreturns: 0,
+    };
+    s.tasks[0].state = State::Runnable;
+    s.tasks[0].name = "idle";
+    // SAFETY: the shared page is plain user data; no task runs yet.
+    unsafe { shared().write_bytes(0, 1) };
+    for v in USER_REACHABLE
+        .iter()
+        .copied()
+        .chain([crate::vectors::SYSCALL, config.timer_vector])
+    {
+        idt::set_ist(v, 0);
+    }
+    idt::set_exit_to_user(Some(exit_to_user));
+}
+
+/// Undoes [`start`]: the gates go back to their IST stacks, the hook is removed, system calls
+/// and faults behave as outside the experiments again.
+pub fn stop(timer_vector: u8) {
+    for v in USER_REACHABLE
+        .iter()
+        .copied()
+        .chain([crate::vectors::SYSCALL, timer_vector])
+    {
+        idt::set_ist(v, idt::ist_for(v));
+    }
+    idt::set_exit_to_user(None);
+    percpu::clear_work(WORK_NEED_RESCHED | WORK_SIGPENDING);
+    gdt::set_rsp0(0, gdt::RSP0_STACK.top());
+    percpu::set_syscall_stack(crate::SYSCALL_STACK.top());
+    sched().active = false;
+}
+
+/// Creates a ring-3 task running `program(arg)`; returns its pid, or `None` when the table is
+/// full.
+pub fn spawn(name: &'static str, program: user::Program, arg: u64) -> Option<u64> {
+    let s = sched();
+    let slot = (1..MAX_TASKS).find(|&i| s.tasks[i].state == State::Unused)?;
+    KSTACKS[slot].arm();
+    let kstack_top = KSTACKS[slot].top();
+    let ustack_top = USTACKS.addr() + ((slot + 1) * USTACK_SIZE) as u64 - 8;
+    let ksp = switch::prepare(kstack_top, program as *const () as u64, ustack_top, arg);
+    let t = &mut s.tasks[slot];
+    *t = Task::new();
+    t.pid = slot as u64;
+    t.name = name;
+    t.state = State::Runnable;
+    t.ksp = ksp;
+    t.kstack_top = kstack_top;
+    s.live += 1;
+    Some(slot as u64)
+}
+
+/// The idle task: runs the tasks until all have exited or `give_up_ticks` ticks pass (then
+/// the rest are killed, still counted as failures by the caller). Interrupts are enabled only
+/// in its `sti; hlt`.
+pub fn run(give_up_ticks: u64) -> bool {
+    loop {
+        cpu::cli();
+        let s = sched();
+        if s.live == 0 {
+            return true;
+        }
+        if s.ticks >= give_up_ticks {
+            for t in s.tasks.iter_mut().skip(1) {
+                if !matches!(t.state, State::Unused | State::Zombie) {
+                    t.state = State::Zombie;
+                    t.exit_code = -1;
+                }
+            }
+            s.live = 0;
+            return false;
+        }
+        if s.tasks.iter().skip(1).any(|t| t.state == State::Runnable) {
+            schedule();
+        } else {
+            cpu::sti_hlt();
+        }
+    }
+}
+
+/// The timer interrupt's work (Linux 0.11's `do_timer`): charge the tick, end the slice,
+/// wake sleepers, fire alarms.
+pub fn tick() {
+    let s = sched();
+    if !s.active {
+        return;
+    }
+    s.ticks += 1;
+    let now = s.ticks;
+    // SAFETY: aligned stores into the shared user page.
+    unsafe { (&raw mut (*shared()).ticks).write_volatile(now) };
+    let cur = s.current;
+    if cur == 0 {
+        s.idle_ticks += 1;
+    } else {
+        s.tasks[cur].ticks += 1;
+        s.slice_left = s.slice_left.saturating_sub(1);
+        if s.slice_left == 0 {
+            s.preempt_ticks += 1;
+            percpu::set_work(WORK_NEED_RESCHED);
+        }
+    }
+    for i in 1..MAX_TASKS {
+        if let State::Sleeping { until } = s.tasks[i].state {
+            if until <= now {
+                s.tasks[i].state = State::Runnable;
+                if cur == 0 {
+                    percpu::set_work(WORK_NEED_RESCHED);
+                }
+            }
+        }
+        let alarm = s.tasks[i].alarm_at;
+        if alarm != 0 && alarm <= now && !matches!(s.tasks[i].state, State::Zombie) {
+            s.tasks[i].alarm_at = 0;
+            raise(i, irqlab_guest_core::signal::SIGALRM);
+        }
+    }
+}
+
+/// Stops the CPU-bound tasks at their next look at the shared page.
+pub fn request_stop() {
+    // SAFETY: an aligned store into the shared user page.
+    unsafe { (&raw mut (*shared()).stop).write_volatile(1) };
+}
+
+/// Picks the next task round-robin and switches to it (the idle task if nothing can run).
+pub fn schedule() {
+    let s = sched();
+    percpu::clear_work(WORK_NEED_RESCHED);
+    let prev = s.current;
+    let next = irqlab_guest_core::sched::round_robin(prev, MAX_TASKS, |i| {
+        i != 0 && s.tasks[i].state == State::Runnable
+    })
+    .unwrap_or(0);
+    s.slice_left = s.slice;
+    if next == prev {
+        update_sigpending();
+        return;
+    }
+    let now = cpu::rdtsc();
+    s.tasks[prev].cycles += now.wrapping_sub(s.ran_since);
+    s.ran_since = now;
+    if prev != 0 {
+        if s.tasks[prev].state == State::Runnable {
+            s.tasks[prev].involuntary += 1;
+        } else {
+            s.tasks[prev].voluntary += 1;
+        }
+    }
+    s.switches += 1;
+    s.current = next;
+    if next != 0 {
+        let top = s.tasks[next].kstack_top;
+        gdt::set_rsp0(0, top);
+        percpu::set_syscall_stack(top);
+    }
+    let prev_ksp = &raw mut s.tasks[prev].ksp;
+    let next_ksp = s.tasks[next].ksp;
+    s.switch_t0 = cpu::rdtsc();
+    // SAFETY: `next_ksp` was saved by `switch_to` or built by `switch::prepare`; interrupts
+    // are off; `s` is not used across the call.
+    unsafe { switch::switch_to(prev_ksp, next_ksp) };
+    // Back in `prev`, switched to by some later `schedule`.
+    let s = sched();
+    let cost = cpu::rdtsc().wrapping_sub(s.switch_t0);
+    s.switch_cost.push(cost);
+    update_sigpending();
+}
+
+/// Sets or clears the per-CPU SIGPENDING work bit for the current task.
+fn update_sigpending() {
+    let s = sched();
+    let t = &s.tasks[s.current];
+    if s.current != 0 && t.pending.next_deliverable(t.blocked).is_some() {
+        percpu::set_work(WORK_SIGPENDING);
+    } else {
+        percpu::clear_work(WORK_SIGPENDING);
+    }
+}
+
+/// Makes `sig` pending for task `slot`, waking it from a sleep if it is not blocked.
+fn raise(slot: usize, sig: u8) {
+    let s = sched();
+    let t = &mut s.tasks[slot];
+    if t.state == State::Zombie || t.state == State::Unused {
+        return;
+    }
+    if !t.pending.contains(sig) {
+        t.raised_at[usize::from(sig)] = cpu::rdtsc();
+    }
+    t.pending = t.pending.with(sig);
+    if SigSet::of(sig).next_deliverable(t.blocked).is_some() {
+        if let State::Sleeping { .. } = t.state {
+            t.state = State::Runnable;
+        }
+    }
+    if slot == s.current {
+        update_sigpending();
+    }
+}
+
+/// The return-to-user work (Linux's `exit_to_user_mode_loop`): reschedule while asked to,
+/// then deliver pending signals, until no work is left.
+fn exit_to_user(frame: &mut Frame) {
+    loop {
+        let work = percpu::work();
+        if work & WORK_NEED_RESCHED != 0 {
+            schedule();
+        } else if work & WORK_SIGPENDING != 0 {
+            signal::deliver(frame);
+            update_sigpending();
+        } else {
+            return;
+        }
+    }
+}
+
+/// Ends the current task (the `exit` system call, or a fatal signal).
+pub fn exit(code: i64) -> ! {
+    let s = sched();
+    let cur = s.current;
+    s.tasks[cur].state = State::Zombie;
+    s.tasks[cur].exit_code = code;
+    s.tasks[cur].alarm_at = 0;
+    s.live = s.live.saturating_sub(1);
+    schedule();
+    unreachable!("a zombie was scheduled");
+}
+
+/// Counts a system call and checks it runs on the caller's own kernel stack.
+pub fn on_syscall() {
+    let s = sched();
+    if !s.active || s.current == 0 {
+        return;
+    }
+    let rsp: u64;
+    // SAFETY: reads RSP.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
+    let t = &mut s.tasks[s.current];
+    t.syscalls += 1;
+    if rsp > t.kstack_top || rsp < t.kstack_top - KSTACK_SIZE as u64 {
+        t.wrong_stack += 1;
+    }
+}
+
+/// `getpid`: the current task's pid (0 outside the experiments).
+pub fn getpid() -> u64 {
+    let s = sched();
+    if s.active {
+        s.tasks[s.current].pid
+    } else {
+        0
+    }
+}
+
+/// `yield`: let the next task run (nothing to do outside the experiments).
+pub fn yield_now() {
+    if active() {
+        schedule();
+    }
+}
+
+/// `sleep(ticks)`.
+pub fn sleep(ticks: u64) -> Result<u64, i64> {
+    let s = sched();
+    if !s.active {
+        return Err(nr::ENOSYS);
+    }
+    let until = s.ticks.saturating_add(ticks);
+    let cur = s.current;
+    s.tasks[cur].state = State::Sleeping { until };
+    schedule();
+    let s = sched();
+    let t = &mut s.tasks[cur];
+    if s.ticks < until {
+        if t.pending.next_deliverable(t.blocked).is_none() {
+            t.early_wakes += 1;
+        }
+        return Ok(until - s.ticks);
+    }
+    Ok(0)
+}
+
+/// `alarm(ticks)`: returns the ticks left of the previous alarm.
+pub fn alarm(ticks: u64) -> Result<u64, i64> {
+    let s = sched();
+    if !s.active {
+        return Err(nr::ENOSYS);
+    }
+    let now = s.ticks;
+    let t = &mut s.tasks[s.current];
+    let left = t.alarm_at.saturating_sub(now);
+    t.alarm_at = if ticks == 0 { 0 } else { now + ticks };
+    Ok(left)
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: u64, sig: u64) -> Result<u64, i64> {
+    let s = sched();
+    if !s.active {
+        return Err(nr::ENOSYS);
+    }
+    if sig == 0 || sig >= u64::from(irqlab_guest_core::signal::NSIG) {
+        return Err(nr::EINVAL);
+    }
+    let slot = pid as usize;
+    if pid == 0 || slot >= MAX_TASKS || matches!(s.tasks[slot].state, State::Unused | State::Zombie)
+    {
+        return Err(nr::ESRCH);
+    }
+    raise(slot, sig as u8);
+    Ok(0)
+}
+
+/// `sigaction(sig, handler, restorer)`.
+pub fn sigaction(sig: u64, handler: u64, restorer: u64) -> Result<u64, i64> {
+    let s = sched();
+    if !s.active {
+        return Err(nr::ENOSYS);
+    }
+    if sig == 0 || sig >= 32 || sig == u64::from(irqlab_guest_core::signal::SIGKILL) {
+        return Err(nr::EINVAL);
+    }
+    let action = match handler {
+        0 => Action::Default,
+        1 => Action::Ignore,
+        h if user::range_ok(h, 1) && user::range_ok(restorer, 1) => Action::Handler {
+            handler: h,
+            restorer,
+        },
+        _ => return Err(nr::EFAULT),
+    };
+    let cur = s.current;
+    s.tasks[cur].actions[sig as usize] = action;
+    Ok(0)
+}
+
+/// `sigprocmask(how, set)`: returns the old mask.
+pub fn sigprocmask(how: u64, set: u64) -> Result<u64, i64> {
+    let s = sched();
+    if !s.active {
+        return Err(nr::ENOSYS);
+    }
+    let how = irqlab_guest_core::signal::How::from_arg(how).ok_or(nr::EINVAL)?;
+    let cur = s.current;
+    let old = s.tasks[cur].blocked;
+    s.tasks[cur].blocked = how.apply(old, SigSet(set as u32));
+    update_sigpending();
+    Ok(u64::from(old.0))
+}
+
+/// A fault from ring 3 while the experiments run: it becomes the matching signal, forced
+/// through (a blocked or ignored fault signal kills, as Linux's `force_sig` does). Returns
+/// false outside the experiments (the caller then ends the task the old way).
+pub fn user_fault(frame: &mut Frame) -> bool {
+    let s = sched();
+    if !s.active || s.current == 0 {
+        return false;
+    }
+    let Some(sig) = irqlab_guest_core::signal::for_exception(frame.vector as u8) else {
+        return false;
+    };
+    let cur = s.current;
+    let t = &mut s.tasks[cur];
+    if t.blocked.contains(sig) || t.actions[usize::from(sig)] == Action::Ignore {
+        t.blocked = t.blocked.without(sig);
+        t.actions[usize::from(sig)] = Action::Default;
+    }
+    signal::record_fault(cur, frame);
+    raise(cur, sig);
+    true
+}
