@@ -33,6 +33,9 @@ pub const KIND_DEVICE: u8 = 0;
 pub const KIND_LAPIC_TIMER: u8 = 1;
 /// `Record::kind`: an inter-processor interrupt.
 pub const KIND_IPI: u8 = 2;
+/// `Record::kind`: a timer tick that ended the running task's time slice, so the guest
+/// switches tasks on its way back to user mode (`run=sched`, `run=signals`).
+pub const KIND_PREEMPT_TICK: u8 = 3;
 
 /// The ring header (written by the VMM, except `head` and `dropped`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

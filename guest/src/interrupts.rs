@@ -74,7 +74,10 @@ fn handle_traced(vector: u8, stub_tsc: u64, rip: u64) {
     };
     let cpu = crate::percpu::cpu_index();
     deliver(cpu, vector, rip);
+    // A tick whose handler asked for a reschedule preempts the task it interrupted.
+    let preempts = crate::percpu::work() & crate::percpu::WORK_NEED_RESCHED != 0;
     let kind = match vector {
+        vectors::LAPIC_TIMER | vectors::PIT if preempts => irqlab_abi::trace::KIND_PREEMPT_TICK,
         vectors::LAPIC_TIMER | vectors::WAKE => irqlab_abi::trace::KIND_LAPIC_TIMER,
         _ => irqlab_abi::trace::KIND_DEVICE,
     };

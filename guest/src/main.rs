@@ -188,6 +188,9 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     if runs.has(Runs::SCHED) {
         experiments::sched::run(&boot);
     }
+    if runs.has(Runs::SIGNALS) {
+        experiments::signals::run(&boot);
+    }
     let st = report::summary();
     exit::exit(st)
 }

@@ -11,6 +11,7 @@ pub mod echo;
 pub mod msi;
 pub mod posted;
 pub mod sched;
+pub mod signals;
 pub mod ticker;
 pub mod timer;
 

@@ -171,13 +171,22 @@ pub extern "C" fn sleeper(arg: u64) -> ! {
 
 // ---- run=signals -------------------------------------------------------------------------
 
+/// A register probe's record.
+pub type Probe = UserMem<{ 8 * 18 }>;
+
+/// The latencies the SIGUSR2 handler recorded (read after the task exited).
+pub fn latencies(n: usize) -> &'static mut [u32] {
+    // SAFETY: user data no task touches any more; n <= LATENCY_ROUNDS.
+    unsafe { core::slice::from_raw_parts_mut(LATENCIES.addr() as *mut u32, n.min(LATENCY_ROUNDS)) }
+}
+
 /// The register probes' records: 15 general registers (RAX, RBX, RCX, RDX, RSI, RDI, RBP,
 /// R8–R15), RFLAGS, RSP after, RSP before.
 #[link_section = ".user_data"]
-pub static REGS_SYNC: UserMem<{ 8 * 18 }> = UserMem::new();
+pub static REGS_SYNC: Probe = UserMem::new();
 /// The asynchronous probe's record (same layout).
 #[link_section = ".user_data"]
-pub static REGS_ASYNC: UserMem<{ 8 * 18 }> = UserMem::new();
+pub static REGS_ASYNC: Probe = UserMem::new();
 /// Set by the SIGALRM handler; the asynchronous probe spins on it.
 #[link_section = ".user_data"]
 static ALARM_FLAG: UserMem<8> = UserMem::new();
@@ -327,7 +336,9 @@ extern "C" fn on_fault(sig: u64, info: *const SigInfo, ctx: *mut SigContext) {
     set(pid, i, get(pid, i) + 1);
     // SAFETY: the kernel passes pointers into the signal frame on this stack.
     unsafe {
-        set(pid, slot::D, (*info).addr);
+        if (*info).vector == 14 {
+            set(pid, slot::D, (*info).addr);
+        }
         let len = if (*info).vector == 6 { 2 } else { 3 };
         (*ctx).rip += len;
     }

@@ -51,6 +51,10 @@ pub struct Interrupt {
     /// KVM statistic deltas attributed to this interrupt (lockstep only; the doorbell's own
     /// exit subtracted).
     pub exits: BTreeMap<String, i64>,
+    /// A timer tick that ended a task's time slice: the guest switched tasks on its way back
+    /// to user mode (`run=sched`, `run=signals`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preempt: bool,
 }
 
 /// Per-source numbers.
@@ -82,6 +86,10 @@ pub struct SourceSummary {
     /// traces by when their names differ, e.g. `pit` and KVM's `in-kernel:0x30`).
     #[serde(default)]
     pub vectors: Vec<u8>,
+    /// Its interrupts that were timer ticks ending a task's time slice (the guest switched
+    /// tasks on the way back to user mode).
+    #[serde(default)]
+    pub preempting: u64,
 }
 
 /// `summary.json`.

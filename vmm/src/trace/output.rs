@@ -129,6 +129,7 @@ fn summary(tracer: &Tracer, agg: &Aggregates) -> Summary {
                 handler_mean_us: (a.count > 0).then(|| a.handler_sum_us / a.count as f64),
                 exits_per_interrupt: epi,
                 vectors: a.vectors.iter().copied().collect(),
+                preempting: a.preempting,
             },
         );
     }

@@ -56,6 +56,12 @@ pub fn table(s: &Summary) -> String {
             }
         ));
     }
+    for (name, v) in s.sources.iter().filter(|(_, v)| v.preempting > 0) {
+        out.push_str(&format!(
+            "{name}: {} of {} ticks ended a time slice (the guest switched tasks on the way back to user mode; \"preempt\": true in interrupts.jsonl)\n",
+            v.preempting, v.count
+        ));
+    }
     out
 }
 

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct SourceAgg {
     /// Interrupts handled.
     pub count: u64,
+    /// Of them, timer ticks that preempted a task.
+    pub preempting: u64,
     /// Injections.
     pub injected: u64,
     /// Injections merged into an interrupt of this source.
@@ -71,6 +73,7 @@ impl Aggregates {
         }
         let s = self.source(&i.source);
         s.count += 1;
+        s.preempting += u64::from(i.preempt);
         s.merged += u64::from(i.merged);
         if let Some(l) = i.latency_us {
             s.latency.record(l);
@@ -103,6 +106,7 @@ mod tests {
             latency_us,
             merged,
             exits: BTreeMap::from([("exits".to_string(), 2)]),
+            preempt: false,
         }
     }
 

@@ -16,7 +16,7 @@ use super::{EXPIRE, SETTLE};
 use crate::kvm_stats::StatDesc;
 use crate::trace::model::Interrupt;
 use crate::trace::{ExitRecord, HostEvent, Pending, Source, TraceMode, Tracer, TscOffset};
-use irqlab_abi::trace::{KIND_IPI, KIND_LAPIC_TIMER};
+use irqlab_abi::trace::{KIND_IPI, KIND_LAPIC_TIMER, KIND_PREEMPT_TICK};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::time::Duration;
@@ -200,7 +200,7 @@ impl Engine {
             ),
             None => (
                 match r.kind {
-                    KIND_LAPIC_TIMER => "lapic-timer".to_string(),
+                    KIND_LAPIC_TIMER | KIND_PREEMPT_TICK => "lapic-timer".to_string(),
                     KIND_IPI => "ipi".to_string(),
                     _ => format!("in-kernel:{:#04x}", r.vector),
                 },
@@ -231,6 +231,7 @@ impl Engine {
             latency_us: start.map(|s| (entry as f64 - s as f64) * 1000.0 / self.tsc_khz as f64),
             merged,
             exits,
+            preempt: r.kind == KIND_PREEMPT_TICK,
         };
         self.emit(&irq, ordered, matched.as_ref().map(|i| &i.source));
         true
