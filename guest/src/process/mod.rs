@@ -23,9 +23,11 @@
 //! Everything here runs on the boot CPU with interrupts off (interrupt gates, FMASK), except
 //! the idle loop's `sti; hlt`.
 
+mod calls;
 pub mod programs;
 pub mod signal;
 mod switch;
+mod task;
 
 use crate::frame::Frame;
 use crate::percpu::{WORK_NEED_RESCHED, WORK_SIGPENDING};
@@ -33,10 +35,13 @@ use crate::stack::Stack;
 use crate::user::{self, UserMem};
 use crate::{cpu, gdt, idt, percpu};
 use core::cell::UnsafeCell;
-use irqlab_abi::syscall as nr;
 use irqlab_guest_core::signal::SigSet;
 
+pub use calls::{
+    alarm, getpid, kill, on_syscall, sigaction, sigprocmask, sleep, user_fault, yield_now,
+};
 pub use signal::sigreturn;
+pub use task::{Action, Samples, State, Task};
 
 /// Task slots, idle (slot 0) included.
 pub const MAX_TASKS: usize = 10;
@@ -44,139 +49,6 @@ const KSTACK_SIZE: usize = 16 * 1024;
 const USTACK_SIZE: usize = 8 * 1024;
 /// Most context-switch and signal-latency samples kept.
 pub const MAX_SAMPLES: usize = 2048;
-
-/// A task's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Free slot.
-    Unused,
-    /// Running or ready to run.
-    Runnable,
-    /// Blocked in `sleep` until the tick count reaches `until`.
-    Sleeping {
-        /// Tick to wake at.
-        until: u64,
-    },
-    /// Exited; its results stay for the report.
-    Zombie,
-}
-
-/// What a signal does when it arrives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// The signal's default action.
-    Default,
-    /// Discard it.
-    Ignore,
-    /// Run `handler` in ring 3; it returns to `restorer`, which calls `sigreturn`.
-    Handler {
-        /// User handler entry.
-        handler: u64,
-        /// User code the handler returns to.
-        restorer: u64,
-    },
-}
-
-/// One task.
-pub struct Task {
-    /// Process id (the slot number; 0 is the idle task).
-    pub pid: u64,
-    /// State.
-    pub state: State,
-    /// Name in reports.
-    pub name: &'static str,
-    ksp: u64,
-    kstack_top: u64,
-    /// Timer ticks that found it running.
-    pub ticks: u64,
-    /// TSC cycles it ran (charged at each switch).
-    pub cycles: u64,
-    /// Switches away from it while it could still run (preemptions).
-    pub involuntary: u64,
-    /// Switches away from it because it blocked, yielded or exited.
-    pub voluntary: u64,
-    /// System calls it made.
-    pub syscalls: u64,
-    /// System calls that found RSP outside its own kernel stack (must stay 0).
-    pub wrong_stack: u64,
-    /// Sleeps that ended before the requested tick without a signal (must stay 0).
-    pub early_wakes: u64,
-    /// Exit code (or 128 + signal when a signal killed it).
-    pub exit_code: i64,
-    /// The signal that killed it, 0 if it exited.
-    pub killed_by: u8,
-    /// Pending signals.
-    pub pending: SigSet,
-    /// Blocked signals.
-    pub blocked: SigSet,
-    /// Per-signal actions.
-    pub actions: [Action; 32],
-    /// Tick at which SIGALRM fires (0 = no alarm).
-    pub alarm_at: u64,
-    /// TSC when each pending signal was raised (for the delivery latency).
-    pub raised_at: [u64; 32],
-    /// Signals delivered to a handler, per signal.
-    pub delivered: [u32; 32],
-    /// The last ring-3 fault not yet delivered as a signal: (vector, CR2 or 0).
-    fault: Option<(u64, u64)>,
-}
-
-impl Task {
-    const fn new() -> Self {
-        Task {
-            pid: 0,
-            state: State::Unused,
-            name: "",
-            ksp: 0,
-            kstack_top: 0,
-            ticks: 0,
-            cycles: 0,
-            involuntary: 0,
-            voluntary: 0,
-            syscalls: 0,
-            wrong_stack: 0,
-            early_wakes: 0,
-            exit_code: 0,
-            killed_by: 0,
-            pending: SigSet::EMPTY,
-            blocked: SigSet::EMPTY,
-            actions: [Action::Default; 32],
-            alarm_at: 0,
-            raised_at: [0; 32],
-            delivered: [0; 32],
-            fault: None,
-        }
-    }
-}
-
-/// Samples of a cycle count.
-pub struct Samples {
-    /// The values (the first `len`).
-    pub values: [u32; MAX_SAMPLES],
-    /// How many.
-    pub len: usize,
-}
-
-impl Samples {
-    const fn new() -> Self {
-        Samples {
-            values: [0; MAX_SAMPLES],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, v: u64) {
-        if self.len < MAX_SAMPLES {
-            self.values[self.len] = v.min(u64::from(u32::MAX)) as u32;
-            self.len += 1;
-        }
-    }
-
-    /// The recorded values.
-    pub fn as_mut_slice(&mut self) -> &mut [u32] {
-        &mut self.values[..self.len]
-    }
-}
 
 /// The scheduler's state.
 pub struct Sched {
@@ -198,8 +70,6 @@ pub struct Sched {
     switch_t0: u64,
     /// Cycles from `switch_to`'s call in one task to its return in the next.
     pub switch_cost: Samples,
-    /// Cycles from raising a signal to entering its user handler.
-    pub delivery: Samples,
     /// Live tasks (not idle, not zombies).
     pub live: usize,
     /// Sigreturns refused (bad context).
@@ -223,7 +93,6 @@ static SCHED: Global = Global(UnsafeCell::new(Sched {
     ran_since: 0,
     switch_t0: 0,
     switch_cost: Samples::new(),
-    delivery: Samples::new(),
     live: 0,
     bad_sigreturns: 0,
 }));
@@ -305,7 +174,6 @@ pub fn start(config: &Config) {
         ran_since: cpu::rdtsc(),
         switch_t0: 0,
         switch_cost: Samples::new(),
-        delivery: Samples::new(),
         live: 0,
         bad_sigreturns: 0,
     };
@@ -535,150 +403,4 @@ pub fn exit(code: i64) -> ! {
     s.live = s.live.saturating_sub(1);
     schedule();
     unreachable!("a zombie was scheduled");
-}
-
-/// Counts a system call and checks it runs on the caller's own kernel stack.
-pub fn on_syscall() {
-    let s = sched();
-    if !s.active || s.current == 0 {
-        return;
-    }
-    let rsp: u64;
-    // SAFETY: reads RSP.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
-    };
-    let t = &mut s.tasks[s.current];
-    t.syscalls += 1;
-    if rsp > t.kstack_top || rsp < t.kstack_top - KSTACK_SIZE as u64 {
-        t.wrong_stack += 1;
-    }
-}
-
-/// `getpid`: the current task's pid (0 outside the experiments).
-pub fn getpid() -> u64 {
-    let s = sched();
-    if s.active {
-        s.tasks[s.current].pid
-    } else {
-        0
-    }
-}
-
-/// `yield`: let the next task run (nothing to do outside the experiments).
-pub fn yield_now() {
-    if active() {
-        schedule();
-    }
-}
-
-/// `sleep(ticks)`.
-pub fn sleep(ticks: u64) -> Result<u64, i64> {
-    let s = sched();
-    if !s.active {
-        return Err(nr::ENOSYS);
-    }
-    let until = s.ticks.saturating_add(ticks);
-    let cur = s.current;
-    s.tasks[cur].state = State::Sleeping { until };
-    schedule();
-    let s = sched();
-    let t = &mut s.tasks[cur];
-    if s.ticks < until {
-        if t.pending.next_deliverable(t.blocked).is_none() {
-            t.early_wakes += 1;
-        }
-        return Ok(until - s.ticks);
-    }
-    Ok(0)
-}
-
-/// `alarm(ticks)`: returns the ticks left of the previous alarm.
-pub fn alarm(ticks: u64) -> Result<u64, i64> {
-    let s = sched();
-    if !s.active {
-        return Err(nr::ENOSYS);
-    }
-    let now = s.ticks;
-    let t = &mut s.tasks[s.current];
-    let left = t.alarm_at.saturating_sub(now);
-    t.alarm_at = if ticks == 0 { 0 } else { now + ticks };
-    Ok(left)
-}
-
-/// `kill(pid, sig)`.
-pub fn kill(pid: u64, sig: u64) -> Result<u64, i64> {
-    let s = sched();
-    if !s.active {
-        return Err(nr::ENOSYS);
-    }
-    if sig == 0 || sig >= u64::from(irqlab_guest_core::signal::NSIG) {
-        return Err(nr::EINVAL);
-    }
-    let slot = pid as usize;
-    if pid == 0 || slot >= MAX_TASKS || matches!(s.tasks[slot].state, State::Unused | State::Zombie)
-    {
-        return Err(nr::ESRCH);
-    }
-    raise(slot, sig as u8);
-    Ok(0)
-}
-
-/// `sigaction(sig, handler, restorer)`.
-pub fn sigaction(sig: u64, handler: u64, restorer: u64) -> Result<u64, i64> {
-    let s = sched();
-    if !s.active {
-        return Err(nr::ENOSYS);
-    }
-    if sig == 0 || sig >= 32 || sig == u64::from(irqlab_guest_core::signal::SIGKILL) {
-        return Err(nr::EINVAL);
-    }
-    let action = match handler {
-        0 => Action::Default,
-        1 => Action::Ignore,
-        h if user::range_ok(h, 1) && user::range_ok(restorer, 1) => Action::Handler {
-            handler: h,
-            restorer,
-        },
-        _ => return Err(nr::EFAULT),
-    };
-    let cur = s.current;
-    s.tasks[cur].actions[sig as usize] = action;
-    Ok(0)
-}
-
-/// `sigprocmask(how, set)`: returns the old mask.
-pub fn sigprocmask(how: u64, set: u64) -> Result<u64, i64> {
-    let s = sched();
-    if !s.active {
-        return Err(nr::ENOSYS);
-    }
-    let how = irqlab_guest_core::signal::How::from_arg(how).ok_or(nr::EINVAL)?;
-    let cur = s.current;
-    let old = s.tasks[cur].blocked;
-    s.tasks[cur].blocked = how.apply(old, SigSet(set as u32));
-    update_sigpending();
-    Ok(u64::from(old.0))
-}
-
-/// A fault from ring 3 while the experiments run: it becomes the matching signal, forced
-/// through (a blocked or ignored fault signal kills, as Linux's `force_sig` does). Returns
-/// false outside the experiments (the caller then ends the task the old way).
-pub fn user_fault(frame: &mut Frame) -> bool {
-    let s = sched();
-    if !s.active || s.current == 0 {
-        return false;
-    }
-    let Some(sig) = irqlab_guest_core::signal::for_exception(frame.vector as u8) else {
-        return false;
-    };
-    let cur = s.current;
-    let t = &mut s.tasks[cur];
-    if t.blocked.contains(sig) || t.actions[usize::from(sig)] == Action::Ignore {
-        t.blocked = t.blocked.without(sig);
-        t.actions[usize::from(sig)] = Action::Default;
-    }
-    signal::record_fault(cur, frame);
-    raise(cur, sig);
-    true
 }

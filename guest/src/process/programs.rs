@@ -263,8 +263,6 @@ pub mod slot {
     pub const D: usize = 3;
     /// Fifth value.
     pub const E: usize = 4;
-    /// Sixth value.
-    pub const F: usize = 5;
     /// Last measured delivery latency (cycles).
     pub const LATENCY: usize = 8;
     /// Deepest handler nesting seen.
