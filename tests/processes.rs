@@ -54,8 +54,9 @@ fn cost_row<'a>(out: &'a str, name: &str) -> Cost<'a> {
         .unwrap_or_else(|| panic!("no COST {name} row:\n{out}"))
 }
 
-const SCHED_CHECKS: [&str; 7] = [
+const SCHED_CHECKS: [&str; 8] = [
     "sched-complete",
+    "sched-address-spaces",
     "sched-preempt",
     "sched-fair",
     "sched-kernel-stacks",
@@ -109,6 +110,18 @@ fn sched_runs_on_the_pit_through_kvms_irqchip_too() {
     let out = run_config("sched.toml", "timer=pit slice=3", &["--irqchip", "kernel"]);
     require_pass(&out, &SCHED_CHECKS);
     assert!(out.contains("timer pit"), "{out}");
+}
+
+/// Threads rather than processes: one address space, no CR3 load on a switch.
+#[test]
+fn sched_with_one_address_space_loads_no_cr3() {
+    if !kvm_or_skip("sched_with_one_address_space_loads_no_cr3") {
+        return;
+    }
+    let out = run_config("sched.toml", "cr3=shared", &[]);
+    require_pass(&out, &SCHED_CHECKS);
+    assert!(out.contains("(0 CR3 loads in"), "{out}");
+    cost_row(&out, "context-switch-shared-cr3");
 }
 
 #[test]

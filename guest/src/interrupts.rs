@@ -61,7 +61,12 @@ fn deliver(cpu: usize, vector: u8, rip: u64) {
 #[inline(never)]
 fn unexpected(vector: u8, rip: u64) {
     LAST_UNEXPECTED.store(u64::from(vector), Ordering::Relaxed);
-    crate::println!("unexpected interrupt: vector {} at rip={:#x}", vector, rip);
+    // Never spin on the console here: the interrupted code may hold it (the count and the
+    // last vector are kept either way).
+    crate::serial::try_print(format_args!(
+        "unexpected interrupt: vector {} at rip={:#x}\n",
+        vector, rip
+    ));
 }
 
 /// [`handle`] with a trace record (entry and post-EOI timestamps).

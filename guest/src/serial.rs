@@ -102,6 +102,22 @@ fn unlock() {
     LOCK.store(false, Ordering::Release);
 }
 
+/// Prints `args` unless the console is in use. For interrupt handlers: the code they
+/// interrupted on this CPU may hold the console lock, and spinning on it there would never
+/// end. Returns whether it printed.
+pub fn try_print(args: fmt::Arguments) -> bool {
+    use fmt::Write;
+    if LOCK
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    let _ = Console.write_fmt(args);
+    unlock();
+    true
+}
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     use fmt::Write;

@@ -107,6 +107,7 @@ pub fn run(boot: &Boot) {
     process::start(&process::Config {
         timer_vector: vector,
         slice,
+        per_task_cr3: false,
     });
     let spawn = |name, program, arg| process::spawn(name, program, arg).unwrap_or(0);
     let alarm = spawn("alarm", programs::alarm_task as _, 0);

@@ -69,7 +69,9 @@ impl Ticker {
         }
     }
 
-    /// Stops the tick and removes the handler.
+    /// Stops the tick. Its handler becomes a no-op rather than going away: a tick already
+    /// pending (in the LAPIC's IRR, or on its way from the IO-APIC) is still delivered once
+    /// interrupts are enabled again, and must not count as unexpected.
     pub fn stop(self, boot: &Boot) {
         match self.pit_port {
             Some(port) => {
@@ -88,6 +90,9 @@ impl Ticker {
             }
             None => LAPIC.stop_timer(),
         }
-        interrupts::unregister(self.vector);
+        interrupts::register(self.vector, late_tick);
     }
 }
+
+/// What a tick arriving after [`Ticker::stop`] does: nothing (the dispatcher sends the EOI).
+fn late_tick() {}

@@ -27,6 +27,9 @@ pub fn on_syscall() {
     t.syscalls += 1;
     let switched =
         crate::gdt::rsp0(0) == t.kstack_top && crate::percpu::syscall_stack() == t.kstack_top;
+    if crate::cpu::cr3() & !0xfff != t.cr3 & !0xfff {
+        t.wrong_cr3 += 1;
+    }
     if !switched || rsp > t.kstack_top || rsp < t.kstack_top - KSTACK_SIZE as u64 {
         t.wrong_stack += 1;
     }

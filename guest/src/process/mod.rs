@@ -66,6 +66,8 @@ pub struct Sched {
     pub switches: u64,
     slice: u64,
     slice_left: u64,
+    per_task_cr3: bool,
+    kernel_cr3: u64,
     ran_since: u64,
     switch_t0: u64,
     /// Cycles from `switch_to`'s call in one task to its return in the next.
@@ -74,6 +76,8 @@ pub struct Sched {
     pub live: usize,
     /// Sigreturns refused (bad context).
     pub bad_sigreturns: u64,
+    /// CR3 loads by `schedule` (per-task page tables).
+    pub cr3_switches: u64,
 }
 
 struct Global(UnsafeCell<Sched>);
@@ -90,11 +94,14 @@ static SCHED: Global = Global(UnsafeCell::new(Sched {
     switches: 0,
     slice: 1,
     slice_left: 1,
+    per_task_cr3: false,
+    kernel_cr3: 0,
     ran_since: 0,
     switch_t0: 0,
     switch_cost: Samples::new(),
     live: 0,
     bad_sigreturns: 0,
+    cr3_switches: 0,
 }));
 
 /// The scheduler. Callers run with interrupts off on the boot CPU and must not hold the
@@ -149,7 +156,18 @@ pub struct Config {
     pub timer_vector: u8,
     /// Ticks per time slice.
     pub slice: u64,
+    /// Give every task its own PML4 (a copy of the kernel's: same mappings, its own CR3), so
+    /// each switch loads CR3 and flushes the TLB, as switching processes does without PCID.
+    pub per_task_cr3: bool,
 }
+
+#[repr(C, align(4096))]
+struct Pml4([u64; 512]);
+struct Pml4s(UnsafeCell<[Pml4; MAX_TASKS]>);
+// SAFETY: written by `spawn` on the boot CPU with interrupts off, before the task runs;
+// afterwards only the MMU reads them.
+unsafe impl Sync for Pml4s {}
+static PML4S: Pml4s = Pml4s(UnsafeCell::new([const { Pml4([0; 512]) }; MAX_TASKS]));
 
 /// Whether the process experiments are running (system calls and faults go through them).
 pub fn active() -> bool {
@@ -171,11 +189,14 @@ pub fn start(config: &Config) {
         switches: 0,
         slice: config.slice.max(1),
         slice_left: config.slice.max(1),
+        per_task_cr3: config.per_task_cr3,
+        kernel_cr3: cpu::cr3(),
         ran_since: cpu::rdtsc(),
         switch_t0: 0,
         switch_cost: Samples::new(),
         live: 0,
         bad_sigreturns: 0,
+        cr3_switches: 0,
     };
     s.tasks[0].state = State::Runnable;
     s.tasks[0].name = "idle";
@@ -203,6 +224,8 @@ pub fn stop(timer_vector: u8) {
     }
     idt::set_exit_to_user(None);
     percpu::clear_work(WORK_NEED_RESCHED | WORK_SIGPENDING);
+    // SAFETY: the kernel's own PML4, which the idle task (the caller) runs on already.
+    unsafe { cpu::set_cr3(sched().kernel_cr3) };
     gdt::set_rsp0(0, gdt::RSP0_STACK.top());
     percpu::set_syscall_stack(crate::SYSCALL_STACK.top());
     sched().active = false;
@@ -217,6 +240,20 @@ pub fn spawn(name: &'static str, program: user::Program, arg: u64) -> Option<u64
     let kstack_top = KSTACKS[slot].top();
     let ustack_top = USTACKS.addr() + ((slot + 1) * USTACK_SIZE) as u64 - 8;
     let ksp = switch::prepare(kstack_top, program as *const () as u64, ustack_top, arg);
+    let cr3 = if s.per_task_cr3 {
+        // SAFETY: boot CPU, interrupts off; slot `slot`'s PML4 is not in use (its task is
+        // not running); the kernel's PML4 is identity-mapped.
+        unsafe {
+            let pml4 = &mut (*PML4S.0.get())[slot];
+            let kernel = (s.kernel_cr3 & !0xfff) as *const [u64; 512];
+            for (dst, src) in pml4.0.iter_mut().zip((*kernel).iter()) {
+                core::ptr::write_volatile(dst, *src);
+            }
+            pml4 as *const Pml4 as u64
+        }
+    } else {
+        s.kernel_cr3
+    };
     let t = &mut s.tasks[slot];
     *t = Task::new();
     t.pid = slot as u64;
@@ -224,6 +261,7 @@ pub fn spawn(name: &'static str, program: user::Program, arg: u64) -> Option<u64
     t.state = State::Runnable;
     t.ksp = ksp;
     t.kstack_top = kstack_top;
+    t.cr3 = cr3;
     s.live += 1;
     Some(slot as u64)
 }
@@ -331,6 +369,16 @@ pub fn schedule() {
         let top = s.tasks[next].kstack_top;
         gdt::set_rsp0(0, top);
         percpu::set_syscall_stack(top);
+    }
+    let next_cr3 = if next == 0 {
+        s.kernel_cr3
+    } else {
+        s.tasks[next].cr3
+    };
+    if s.per_task_cr3 {
+        s.cr3_switches += 1;
+        // SAFETY: every task's PML4 is a copy of the kernel's: the same mappings.
+        unsafe { cpu::set_cr3(next_cr3) };
     }
     let prev_ksp = &raw mut s.tasks[prev].ksp;
     let next_ksp = s.tasks[next].ksp;

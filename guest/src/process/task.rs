@@ -45,6 +45,8 @@ pub struct Task {
     pub name: &'static str,
     pub(super) ksp: u64,
     pub(super) kstack_top: u64,
+    /// The CR3 it runs with (its own PML4 with `cr3=per-task`, else the kernel's).
+    pub cr3: u64,
     /// Timer ticks that found it running.
     pub ticks: u64,
     /// TSC cycles it ran (charged at each switch).
@@ -57,6 +59,8 @@ pub struct Task {
     pub syscalls: u64,
     /// System calls that found RSP outside its own kernel stack (must stay 0).
     pub wrong_stack: u64,
+    /// System calls that found CR3 other than its own (must stay 0).
+    pub wrong_cr3: u64,
     /// Sleeps that ended before the requested tick without a signal (must stay 0).
     pub early_wakes: u64,
     /// Exit code (or 128 + signal when a signal killed it).
@@ -87,12 +91,14 @@ impl Task {
             name: "",
             ksp: 0,
             kstack_top: 0,
+            cr3: 0,
             ticks: 0,
             cycles: 0,
             involuntary: 0,
             voluntary: 0,
             syscalls: 0,
             wrong_stack: 0,
+            wrong_cr3: 0,
             early_wakes: 0,
             exit_code: 0,
             killed_by: 0,
