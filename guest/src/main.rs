@@ -11,6 +11,8 @@ mod apic;
 mod boot;
 mod boot_info_builder;
 mod cost;
+mod cost_cr3;
+mod cost_user;
 mod cpu;
 mod exceptions;
 mod exit;
@@ -40,7 +42,9 @@ mod smp;
 mod stack;
 mod syscall;
 mod trace;
+mod uring;
 mod user;
+mod vclock;
 mod vectors;
 
 use boot::Boot;
@@ -131,7 +135,9 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     syscall::install_int80();
     idt::init();
     SYSCALL_STACK.arm();
-    let mut guards = [0u64; 10 + process::MAX_TASKS];
+    // Every stack's guard page: 3 + 7 IST stacks + the task kernel stacks (slot 0, the idle
+    // task, runs on the boot stack). No slot may stay 0: that would unmap page 0.
+    let mut guards = [0u64; 10 + process::MAX_TASKS - 1];
     guards[0] = BOOT_STACK.guard_page();
     guards[1] = SYSCALL_STACK.guard_page();
     guards[2] = gdt::RSP0_STACK.guard_page();

@@ -150,6 +150,7 @@ fn as_result(r: Result<u64, i64>) -> u64 {
 /// The system call table.
 pub fn table(number: u64, a: [u64; 6]) -> u64 {
     match number {
+        nr::WRITE if a[2] != nr::FD_CONSOLE => crate::uring::write(a[0], a[1], a[2]),
         nr::WRITE => {
             let (buf, len) = (a[0], a[1]);
             if !user::range_ok(buf, len) {
@@ -175,6 +176,9 @@ pub fn table(number: u64, a: [u64; 6]) -> u64 {
         nr::KILL => as_result(process::kill(a[0], a[1])),
         nr::SIGACTION => as_result(process::sigaction(a[0], a[1], a[2])),
         nr::SIGPROCMASK => as_result(process::sigprocmask(a[0], a[1])),
+        nr::WRITEV => crate::uring::writev(a[0], a[1], a[2]),
+        nr::RING_ENTER => crate::uring::ring_enter(a[0], a[1]),
+        nr::OP => crate::uring::op(a[0], a[1], a[2]),
         _ => errno(nr::ENOSYS),
     }
 }
