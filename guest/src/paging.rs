@@ -118,7 +118,10 @@ pub fn init(guards: &[u64]) {
         );
     }
     for &g in guards {
-        assert!(g != 0 && g < PAGE_2M, "guard page {g:#x} outside the kernel's first 2 MiB");
+        assert!(
+            g != 0 && g < PAGE_2M,
+            "guard page {g:#x} outside the kernel's first 2 MiB"
+        );
         set(&mut pt0.0[(g / PAGE_4K) as usize], 0);
     }
     // SAFETY: the VMM's first page directory is identity-mapped boot memory this kernel now
