@@ -11,6 +11,8 @@
 //! 0x0010_0000  kernel image           (KERNEL_MIN_ADDR: no PT_LOAD may start below)
 //! kernel end   free RAM up to the end of guest memory (see the memory map)
 //! 0xd000_0000  MSI source device      (MSI_SOURCE_BASE, uncached)
+//! 0xd000_1000  ...unclaimed (a guard page: the hostile guest pokes it)...
+//! 0xd000_2000  NIC-like RX ring device (NIC_BASE, uncached)
 //! 0xfec0_0000  IO-APIC MMIO window    (uncached)
 //! 0xfee0_0000  LAPIC MMIO window      (uncached)
 //! ```
@@ -44,6 +46,10 @@ pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 
 /// Base of the MSI source device's MMIO window (see [`crate::msi_source`]).
 pub const MSI_SOURCE_BASE: u64 = 0xd000_0000;
+
+/// Base of the NIC-like receive ring device's MMIO window (see [`crate::nic`]). The page
+/// between it and the MSI source's window stays unclaimed.
+pub const NIC_BASE: u64 = 0xd000_2000;
 
 /// Selector of the 64-bit kernel code segment in the boot GDT.
 pub const BOOT_CS: u16 = 0x08;

@@ -18,6 +18,7 @@ pub mod boot_info;
 pub mod layout;
 pub mod limits;
 pub mod msi_source;
+pub mod nic;
 pub mod ports;
 pub mod posted;
 pub mod pvh;

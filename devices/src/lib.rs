@@ -13,6 +13,7 @@ pub mod fw_cfg;
 pub mod ioapic;
 pub mod mark;
 pub mod msi_source;
+pub mod nic;
 pub mod pit;
 pub mod posted;
 pub mod reset;

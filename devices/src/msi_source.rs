@@ -62,6 +62,14 @@ pub struct RunCounters {
 pub trait DmaWriter: Send + Sync {
     /// Writes `value` little-endian at guest-physical `gpa`; false if no RAM is there.
     fn write_u32(&self, gpa: u64, value: u32) -> bool;
+    /// Writes `value` little-endian at guest-physical `gpa`; false if no RAM is there. The
+    /// default writes two halves, low first (the VMM stores all 8 bytes at once).
+    fn write_u64(&self, gpa: u64, value: u64) -> bool {
+        self.write_u32(gpa, value as u32)
+            && gpa
+                .checked_add(4)
+                .is_some_and(|hi| self.write_u32(hi, (value >> 32) as u32))
+    }
     /// The posted-interrupt descriptor at `gpa` (64-byte aligned, in RAM), as atomics.
     fn descriptor(&self, _gpa: u64) -> Option<Arc<dyn DescriptorMemory>> {
         None

@@ -29,6 +29,13 @@ impl Runs {
     pub const SCHED: u16 = 1 << 8;
     /// `signals`: signals delivered on the return to user mode.
     pub const SIGNALS: u16 = 1 << 9;
+    /// `napi`: the NIC-like ring device, interrupt per packet against NAPI polling and
+    /// posted mode.
+    pub const NAPI: u16 = 1 << 10;
+    /// `nesting`: interrupt priority classes, nesting, TPR masking, a reentrancy hazard.
+    pub const NESTING: u16 = 1 << 11;
+    /// `softirq`: top and bottom halves (softirqs at interrupt exit, ksoftirqd past a limit).
+    pub const SOFTIRQ: u16 = 1 << 12;
     /// The experiments that need `experiments::init` (devices, interrupt handlers).
     pub const EXPERIMENTS: u16 = Self::TIMER
         | Self::MSI
@@ -36,7 +43,10 @@ impl Runs {
         | Self::AFFINITY
         | Self::POSTED
         | Self::SCHED
-        | Self::SIGNALS;
+        | Self::SIGNALS
+        | Self::NAPI
+        | Self::NESTING
+        | Self::SOFTIRQ;
     /// The list when the command line has no `run=` word.
     pub const DEFAULT: &'static str = "selftest";
 
@@ -56,6 +66,9 @@ impl Runs {
                 "posted" => Self::POSTED,
                 "sched" => Self::SCHED,
                 "signals" => Self::SIGNALS,
+                "napi" => Self::NAPI,
+                "nesting" => Self::NESTING,
+                "softirq" => Self::SOFTIRQ,
                 "none" | "" => 0,
                 other => {
                     unknown(other);
@@ -101,6 +114,9 @@ mod tests {
             ("posted", Runs::POSTED),
             ("sched", Runs::SCHED),
             ("signals", Runs::SIGNALS),
+            ("napi", Runs::NAPI),
+            ("nesting", Runs::NESTING),
+            ("softirq", Runs::SOFTIRQ),
         ];
         let mut all = 0;
         for (name, bit) in names {
@@ -110,9 +126,9 @@ mod tests {
             assert_eq!(parse(name), (Runs(bit), vec![]), "{name}");
         }
         let (runs, unknown) =
-            parse("selftest,cost,pio-loop,timer,msi,echo,affinity,posted,sched,signals");
+            parse("selftest,cost,pio-loop,timer,msi,echo,affinity,posted,sched,signals,napi,nesting,softirq");
         assert_eq!((runs, unknown), (Runs(all), vec![]));
-        assert_eq!(all, 0x3ff);
+        assert_eq!(all, 0x1fff);
     }
 
     #[test]

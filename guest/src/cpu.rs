@@ -141,10 +141,12 @@ pub fn rdtsc_ordered() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Enables interrupts.
+/// Enables interrupts. Not `nomem`: from here on interrupt handlers may change memory, so
+/// the compiler must not keep values read before it in registers (a loop that waits for a
+/// handler's update would otherwise never see it).
 pub fn sti() {
     // SAFETY: the IDT is loaded before any caller enables interrupts.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    unsafe { asm!("sti", options(nostack)) };
 }
 
 /// Disables interrupts.
@@ -154,10 +156,11 @@ pub fn cli() {
 }
 
 /// Enables interrupts and halts until one arrives; the interrupt shadow of `sti` makes the
-/// pair atomic, so a wake-up interrupt cannot slip in between.
+/// pair atomic, so a wake-up interrupt cannot slip in between. Not `nomem` (see [`sti`]): the
+/// interrupt that ends the halt has run its handler.
 pub fn sti_hlt() {
     // SAFETY: the IDT is loaded before any caller enables interrupts.
-    unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
+    unsafe { asm!("sti", "hlt", options(nostack)) };
 }
 
 /// CR3.

@@ -197,6 +197,15 @@ pub extern "C" fn kmain(boot_info_addr: u64) -> ! {
     if runs.has(Runs::SIGNALS) {
         experiments::signals::run(&boot);
     }
+    if runs.has(Runs::NESTING) {
+        experiments::nesting::run(&boot);
+    }
+    if runs.has(Runs::NAPI) {
+        experiments::napi::run(&boot);
+    }
+    if runs.has(Runs::SOFTIRQ) {
+        experiments::softirq::run(&boot);
+    }
     let st = report::summary();
     exit::exit(st)
 }

@@ -9,6 +9,7 @@
 //! | bench port  | port 0xf8         | –                    |
 //! | mark port   | ports 0xf9–0xfc   | –                    |
 //! | MSI source  | MMIO 0xd0000000 (4 KiB) | MSIs via `KVM_SIGNAL_MSI` |
+//! | NIC RX ring | MMIO 0xd0002000 (4 KiB) | MSIs via `KVM_SIGNAL_MSI`, or posted |
 //! | i8042 (reset only), reset control | ports 0x64, 0xcf9 | – |
 //! | ACPI PM1a blocks | ports 0x600–0x605 | – |
 //! | fw_cfg      | ports 0x510–0x511 | –                    |
@@ -22,13 +23,14 @@ use crate::interrupts::{IoApicPin, KvmIrqErrors};
 use crate::pit_timer::{new_timer, HostClock, HostPitTimer, SharedTimer};
 use crate::stats::{ExitCounters, ExitCounts, FailureCounts, Mark, MarkPort};
 use crate::trace::{Source as TraceSource, TracedLine, Tracer};
-use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE};
+use irqlab_abi::layout::{IOAPIC_BASE, MSI_SOURCE_BASE, NIC_BASE};
 use irqlab_abi::ports;
 use irqlab_devices::bench_port::BenchPort;
 use irqlab_devices::debug_exit::{self, DebugExit};
 use irqlab_devices::fw_cfg::{self, FwCfg};
 use irqlab_devices::ioapic::{self, IoApic, PinStats};
 use irqlab_devices::msi_source::{DmaWriter, MsiSource};
+use irqlab_devices::nic::Nic;
 use irqlab_devices::pit::{self, Pit, TickStats};
 use irqlab_devices::reset;
 use irqlab_devices::testdev;
@@ -193,6 +195,8 @@ pub enum IrqWiring {
         ioapic: Arc<dyn MsiSink>,
         /// Where the MSI source device sends its MSIs.
         msi: Arc<dyn MsiSink>,
+        /// Where the NIC sends its MSIs and posted-interrupt notifications.
+        nic: Arc<dyn MsiSink>,
         /// Where the sinks count the KVM calls that failed.
         errors: Arc<KvmIrqErrors>,
     },
@@ -200,6 +204,8 @@ pub enum IrqWiring {
     Kernel {
         /// Where the MSI source device sends its MSIs.
         msi: Arc<dyn MsiSink>,
+        /// Where the NIC sends its MSIs and posted-interrupt notifications.
+        nic: Arc<dyn MsiSink>,
         /// GSIs 0–23 (index = GSI), for the UART (GSI 4) and the test device.
         gsi_lines: Vec<Arc<dyn IrqLine>>,
         /// Where the sink and the lines count the KVM calls that failed.
@@ -263,6 +269,8 @@ pub struct Devices {
     pub pit: Option<(Arc<Mutex<Pit>>, SharedTimer)>,
     /// The MSI source device.
     pub msi_source: Arc<Mutex<MsiSource>>,
+    /// The NIC-like RX ring device.
+    pub nic: Arc<Mutex<Nic>>,
     /// Userspace exits by reason (counted by the vCPU threads).
     pub exits: Arc<ExitCounters>,
     /// Marks written by the guest.
@@ -274,7 +282,7 @@ pub struct Devices {
 impl Devices {
     /// Creates and places the devices. Order: the interrupt controller first (the others
     /// connect to its pins), then the console (so later failures can print), the debug-exit
-    /// and benchmark ports, the PIT, and the MSI source.
+    /// and benchmark ports, the PIT, the MSI source and the NIC.
     pub fn new(
         console: ConsoleOut,
         exit: Arc<dyn ExitSink>,
@@ -298,12 +306,16 @@ impl Devices {
         };
         let mut pio = Bus::default();
         let mut mmio = Bus::default();
+        let nic_sink = match &irqs {
+            IrqWiring::Split { nic, .. } | IrqWiring::Kernel { nic, .. } => nic.clone(),
+        };
         let (msi, ioapic, gsi_lines, irq_errors): (Arc<dyn MsiSink>, _, Vec<Arc<dyn IrqLine>>, _) =
             match irqs {
                 IrqWiring::Split {
                     ioapic: sink,
                     msi,
                     errors,
+                    ..
                 } => {
                     let ioapic = Arc::new(Mutex::new(IoApic::new(sink)));
                     mmio.insert("IO-APIC", IOAPIC_BASE, ioapic::WINDOW, ioapic.clone())?;
@@ -316,6 +328,7 @@ impl Devices {
                     msi,
                     gsi_lines,
                     errors,
+                    ..
                 } => (msi, None, gsi_lines, errors),
             };
         let uart_line = gsi_lines
@@ -420,13 +433,15 @@ impl Devices {
             None => None,
         };
 
-        let msi_source = Arc::new(Mutex::new(MsiSource::new(msi).with_dma(dma)));
+        let msi_source = Arc::new(Mutex::new(MsiSource::new(msi).with_dma(dma.clone())));
         mmio.insert(
             "MSI source",
             MSI_SOURCE_BASE,
             irqlab_abi::msi_source::WINDOW,
             msi_source.clone(),
         )?;
+        let nic = Arc::new(Mutex::new(Nic::new(nic_sink, dma)));
+        mmio.insert("NIC", NIC_BASE, irqlab_abi::nic::WINDOW, nic.clone())?;
         Ok(Devices {
             pio,
             mmio,
@@ -435,6 +450,7 @@ impl Devices {
             ioapic,
             pit,
             msi_source,
+            nic,
             exits,
             marks,
             irq_errors,
@@ -486,6 +502,10 @@ impl Devices {
     /// Stops device threads and flushes the console.
     pub fn shutdown(&self) {
         self.msi_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown();
+        self.nic
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .shutdown();
@@ -561,6 +581,7 @@ mod tests {
             IrqWiring::Split {
                 ioapic: Arc::new(Nothing),
                 msi: Arc::new(Nothing),
+                nic: Arc::new(Nothing),
                 errors: Arc::new(KvmIrqErrors::default()),
             },
             Arc::new(Nothing),
@@ -587,6 +608,10 @@ mod tests {
         devices.pio.write(ports::MARK.into(), &7u32.to_le_bytes());
         devices.pio.write(0x80, &[0]);
         devices.mmio.read(0xe000_0000, &mut [0; 4]);
+        // The NIC answers at its window.
+        let mut id = [0; 4];
+        devices.mmio.read(NIC_BASE + irqlab_abi::nic::ID, &mut id);
+        assert_eq!(u32::from_le_bytes(id), irqlab_abi::nic::ID_VALUE);
         // THR-empty interrupts on: the UART raises its line, IO-APIC pin 4 (masked at reset).
         devices.pio.write(u64::from(ports::COM1) + 1, &[0x02]);
         // A 1-byte IOWIN write and an access past IOWIN: both undefined, both ignored.

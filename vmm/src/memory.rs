@@ -56,8 +56,8 @@ use irqlab_devices::posted::{DescriptorMemory, WORDS};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-/// Device access to guest RAM (the MSI source's event-counter write-back and posted-interrupt
-/// descriptors).
+/// Device access to guest RAM (the MSI source's event-counter write-back, the NIC's RX
+/// descriptors, posted-interrupt descriptors).
 pub struct GuestDma(pub GuestMemory);
 
 /// Why no posted-interrupt descriptor can be used at a guest-physical address.
@@ -150,6 +150,18 @@ impl irqlab_devices::msi_source::DmaWriter for GuestDma {
             )
             .is_ok()
     }
+
+    fn write_u64(&self, gpa: u64, value: u64) -> bool {
+        use vm_memory::{Bytes, GuestAddress};
+        // One atomic 8-byte store (the NIC's descriptor timestamps): never torn.
+        self.0
+            .store(
+                value,
+                GuestAddress(gpa),
+                std::sync::atomic::Ordering::Release,
+            )
+            .is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -227,5 +239,23 @@ mod tests {
         assert!(dma.descriptor(0x1004).is_none());
         assert!(dma.descriptor(1 << 20).is_none());
         assert!(dma.descriptor((1 << 20) - 64).is_some(), "last slot of RAM");
+    }
+
+    #[test]
+    fn dma_writes_land_in_ram_or_report_failure() {
+        let mem = create(1 << 20).unwrap();
+        let dma = GuestDma(mem.clone());
+        assert!(dma.write_u64(0x2010, 0x1122_3344_5566_7788));
+        assert!(dma.write_u32(0x2008, 7));
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(0x2010)).unwrap(),
+            0x1122_3344_5566_7788
+        );
+        assert_eq!(mem.read_obj::<u32>(GuestAddress(0x2008)).unwrap(), 7);
+        // Outside RAM, straddling its end, or not aligned for one atomic store: refused.
+        for gpa in [1 << 20, (1 << 20) - 4, u64::MAX - 3, 0x2004] {
+            assert!(!dma.write_u64(gpa, 1), "{gpa:#x}");
+        }
+        assert!(!dma.write_u32(1 << 20, 1));
     }
 }

@@ -543,6 +543,7 @@ mod tests {
             crate::device_manager::IrqWiring::Split {
                 ioapic: Arc::new(Nothing),
                 msi: Arc::new(Nothing),
+                nic: Arc::new(Nothing),
                 errors: Default::default(),
             },
             Arc::new(Nothing),

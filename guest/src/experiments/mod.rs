@@ -9,9 +9,13 @@
 pub mod affinity;
 pub mod echo;
 pub mod msi;
+pub mod napi;
+pub mod nesting;
+pub mod nic;
 pub mod posted;
 pub mod sched;
 pub mod signals;
+pub mod softirq;
 pub mod ticker;
 pub mod timer;
 

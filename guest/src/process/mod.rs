@@ -45,7 +45,7 @@ pub use task::{Action, Samples, State, Task};
 
 /// Task slots, idle (slot 0) included.
 pub const MAX_TASKS: usize = 10;
-const KSTACK_SIZE: usize = 16 * 1024;
+const KSTACK_SIZE: usize = 8 * 1024;
 const USTACK_SIZE: usize = 8 * 1024;
 /// Most context-switch and signal-latency samples kept.
 pub const MAX_SAMPLES: usize = 2048;

@@ -47,6 +47,8 @@ fn read_boot_files(config: &VmConfig, mem_size: u64) -> Result<boot::BootFiles, 
 
 /// How traces name the MSI source device.
 const MSI_SOURCE_NAME: &str = "msi:source0";
+/// How traces name the NIC's interrupts (MSIs, or posted-mode notifications).
+const NIC_NAME: &str = "msi:nic0";
 
 impl Machine {
     /// Sets up the VM described by `config`: the errors a run can meet before the guest
@@ -225,6 +227,13 @@ impl Machine {
                 .unwrap_or_else(|p| p.into_inner())
                 .set_thread_start(start);
         }
+        if let Some(start) = hook(ThreadKind::Nic) {
+            devices
+                .nic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_thread_start(start);
+        }
         if opts.feed_stdin {
             crate::stdin::spawn_feeder(devices.uart.clone(), hook(ThreadKind::Stdin))
                 .map_err(os("stdin thread"))?;
@@ -337,9 +346,9 @@ fn tracer(
     Ok(Some(Arc::new(Tracer::new(t.clone(), tsc_khz, ring)?)))
 }
 
-/// Where the devices' interrupts go: the userspace IO-APIC's and the MSI source's MSIs
-/// (split irqchip), or the MSI source's MSIs and one `KVM_IRQ_LINE` line per GSI (kernel
-/// irqchip, after routing ISA IRQ 0 to pin 2). With tracing, every injection goes through a
+/// Where the devices' interrupts go: the userspace IO-APIC's, the MSI source's and the NIC's
+/// MSIs (split irqchip), or the MSI source's and the NIC's MSIs and one `KVM_IRQ_LINE` line
+/// per GSI (kernel irqchip, after routing ISA IRQ 0 to pin 2). With tracing, every injection goes through a
 /// recording sink.
 fn irq_wiring(
     config: &VmConfig,
@@ -362,6 +371,7 @@ fn irq_wiring(
         IrqchipMode::Split => IrqWiring::Split {
             ioapic: sink("ioapic"),
             msi: sink(MSI_SOURCE_NAME),
+            nic: sink(NIC_NAME),
             errors,
         },
         IrqchipMode::Kernel => {
@@ -390,6 +400,7 @@ fn irq_wiring(
                 .collect();
             IrqWiring::Kernel {
                 msi: sink(MSI_SOURCE_NAME),
+                nic: sink(NIC_NAME),
                 gsi_lines,
                 errors,
             }

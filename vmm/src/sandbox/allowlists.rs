@@ -123,7 +123,7 @@ pub(super) fn allowlist(kind: ThreadKind, facts: &RunFacts, pid: libc::pid_t) ->
                 KVM_TRANSLATE,
             ]);
             a.all(&[libc::SYS_timerfd_settime]);
-            // Starting the MSI source's worker: clone with a thread's flags (clone3 passes
+            // Starting the MSI source's and the NIC's workers: clone with a thread's flags (clone3 passes
             // this filter and is answered ENOSYS by the one stacked on it), and what the new
             // thread does before it installs its own filter.
             a.all(&[libc::SYS_clone3]);
@@ -179,7 +179,9 @@ pub(super) fn allowlist(kind: ThreadKind, facts: &RunFacts, pid: libc::pid_t) ->
             // If the feeder outlives the run, dropping the UART flushes the serial log.
             a.on_fds(libc::SYS_write, &serial);
         }
-        ThreadKind::MsiSource => {
+        // The NIC's worker waits for its deadlines on a condition variable (`futex`, common)
+        // and otherwise does what the MSI source's does.
+        ThreadKind::MsiSource | ThreadKind::Nic => {
             a.all(&[libc::SYS_nanosleep, libc::SYS_clock_nanosleep]);
             a.ioctls(&[KVM_SIGNAL_MSI]);
         }

@@ -7,10 +7,11 @@
 //!
 //! | thread | when | may (besides the common set below) |
 //! |--------|------|------------------------------------|
-//! | `vcpuN` | before its first `KVM_RUN` | the vCPU's KVM ioctls (`KVM_RUN`, `KVM_GET_REGS`, `KVM_GET_SREGS`, `KVM_TRANSLATE`; with tracing `KVM_GET_MSRS`, `KVM_GET_STATS_FD` and `pread64`), the VM's interrupt ioctls (`KVM_SIGNAL_MSI`, `KVM_IRQ_LINE`, `KVM_SET_GSI_ROUTING`), `timerfd_settime` (the PIT), writes to the serial log (and, with tracing, to `exits.jsonl`), and start the MSI source's worker thread (`clone` with exactly the flags of a thread) |
+//! | `vcpuN` | before its first `KVM_RUN` | the vCPU's KVM ioctls (`KVM_RUN`, `KVM_GET_REGS`, `KVM_GET_SREGS`, `KVM_TRANSLATE`; with tracing `KVM_GET_MSRS`, `KVM_GET_STATS_FD` and `pread64`), the VM's interrupt ioctls (`KVM_SIGNAL_MSI`, `KVM_IRQ_LINE`, `KVM_SET_GSI_ROUTING`), `timerfd_settime` (the PIT), writes to the serial log (and, with tracing, to `exits.jsonl`), and start the MSI source's and the NIC's worker threads (`clone` with exactly the flags of a thread) |
 //! | `console` | before its first write | write stdout |
 //! | `stdin` | before its first read | read stdin, sleep, raise the UART's interrupt (`KVM_SIGNAL_MSI`, `KVM_IRQ_LINE`) |
 //! | `msi-source` | when the guest starts the device | sleep, `KVM_SIGNAL_MSI` (under the vCPU filters it inherits) |
+//! | `nic` | when the guest first starts the NIC (or its ITR timer first holds an interrupt); lives until the VM ends | as `msi-source` (it waits on a `futex`, in the common set) |
 //! | `trace-writer` | before its first write (tracing only) | write the trace outputs, create them (`openat` with exactly `O_WRONLY\|O_CREAT\|O_TRUNC\|O_CLOEXEC`), copy a spooled output into a FIFO or device (`read`, `lseek`, `statx` of a descriptor, `fstat`, `sendfile`, `copy_file_range`, `splice`) |
 //! | main | before the event loop ([`SandboxScope::Process`] only) | the event loop (`epoll_wait`, reading the eventfd, timerfds and signalfd, `timerfd_settime`, `KVM_SIGNAL_MSI`/`KVM_IRQ_LINE` for PIT ticks), stopping the vCPUs (`tgkill` with the kick signal to this process only), `mincore`, restoring the terminal (`TCSETS` on stdin), printing (stdout, stderr), `exit_group`; with tracing, what the trace writer may (the last trace files are written on this thread) |
 //!
@@ -35,12 +36,13 @@
 //! which ends the run: exit code 76 and one `irqlab:` line naming the syscall and the thread
 //! ([`crate::outcome::Outcome::SandboxViolation`]). A violation at any moment of the run —
 //! also while the vCPUs are stopped or the trace is written — decides the exit code.
-//! The one exception to trapping: a vCPU thread's `clone3` (it starts the MSI source's worker)
-//! is answered `ENOSYS` by a second, two-rule filter stacked on the vCPU's (the kernel takes
-//! the strictest answer of all filters, and `ERRNO` is stricter than `ALLOW`), so that glibc
-//! falls back to `clone`, whose flags a filter can check (seccomp cannot read `clone3`'s
-//! arguments). It cannot be trapped and reported: glibc blocks every signal around the
-//! `clone`, and the kernel kills a process whose filter traps while SIGSYS is blocked. The same
+//! The one exception to trapping: a vCPU thread's `clone3` (it starts the MSI source's and
+//! the NIC's workers) is answered `ENOSYS` by a second, two-rule filter stacked on the vCPU's
+//! (the kernel takes the strictest answer of all filters, and `ERRNO` is stricter than
+//! `ALLOW`), so that glibc falls back to `clone`, whose flags a filter can check (seccomp
+//! cannot read `clone3`'s arguments). It cannot be trapped and reported: glibc blocks every
+//! signal around the `clone`, and the kernel kills a process whose filter traps while SIGSYS
+//! is blocked. The same
 //! holds for any forbidden call made inside glibc's own signal-blocked sections (thread
 //! creation and exit, `abort`): the process then dies by SIGSYS (status 159, "Bad system
 //! call") instead of exiting 76 — the allowlists cover everything those sections call.
@@ -49,7 +51,7 @@
 //! thread's heap, on whichever thread frees the memory; with the sandbox on, heap trimming is
 //! turned off (`M_TRIM_THRESHOLD`) so that no thread ever opens a file for it.
 //!
-//! Test hook: `IRQLAB_SANDBOX_SELFTEST=<main|vcpu|console|stdin|msi-source|trace-writer>` makes
+//! Test hook: `IRQLAB_SANDBOX_SELFTEST=<main|vcpu|console|stdin|msi-source|nic|trace-writer>` makes
 //! that thread call `getppid` (in no allowlist) right after installing its filter.
 //!
 //! Modules: `scope` (which threads are confined, what the filters know of the run), `thread`
@@ -186,7 +188,7 @@ impl Sandbox {
     }
 
     /// A hook that confines the thread it runs on as `kind` (for threads other modules
-    /// spawn: the console, the stdin feeder, the MSI source's worker).
+    /// spawn: the console, the stdin feeder, the MSI source's and the NIC's workers).
     pub fn hook(self: &Arc<Self>, kind: ThreadKind) -> Arc<dyn Fn() + Send + Sync> {
         let me = self.clone();
         Arc::new(move || me.enter_or_report(kind, 0))

@@ -17,18 +17,21 @@ pub enum ThreadKind {
     Stdin,
     /// The MSI source's worker (`irqlab_devices::msi_source`).
     MsiSource,
+    /// The NIC's worker (`irqlab_devices::nic`).
+    Nic,
     /// The trace writer (`crate::trace::stream`), with tracing on.
     TraceWriter,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [ThreadKind; 6] = [
+    pub const ALL: [ThreadKind; 7] = [
         ThreadKind::Main,
         ThreadKind::Vcpu,
         ThreadKind::Console,
         ThreadKind::Stdin,
         ThreadKind::MsiSource,
+        ThreadKind::Nic,
         ThreadKind::TraceWriter,
     ];
 
@@ -40,6 +43,7 @@ impl ThreadKind {
             ThreadKind::Console => "console",
             ThreadKind::Stdin => "stdin",
             ThreadKind::MsiSource => "msi-source",
+            ThreadKind::Nic => "nic",
             ThreadKind::TraceWriter => "trace-writer",
         }
     }
