@@ -138,6 +138,51 @@ fn bench_irq_reports_every_case() {
 }
 
 #[test]
+fn bench_napi_reports_every_design_and_plots_the_livelock_curve() {
+    if !kvm_or_skip("bench napi") {
+        return;
+    }
+    let dir = scratch("bench-napi");
+    let svg = dir.join("napi.svg");
+    let (code, out, err) = run(&[
+        "bench",
+        "napi",
+        "--rates",
+        "1000,0",
+        "--ms",
+        "50",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Numbers, not verdicts: one row per design and rate, sent = processed + the drops.
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 13 && ["irq", "napi", "posted"].contains(&f[0]))
+        .collect();
+    assert_eq!(rows.len(), 6, "3 designs x 2 rates:\n{out}");
+    for f in &rows {
+        let n = |i: usize| f[i].parse::<u64>().unwrap_or_else(|_| panic!("{f:?}"));
+        assert_eq!(n(2), n(3) + n(6) + n(7), "sent = processed + drops: {f:?}");
+        assert_ne!(f[9], "NaN", "exits per packet from the marks: {f:?}\n{out}");
+    }
+    assert!(
+        out.contains("collapse point (X = ") || out.contains("no collapse seen in this sweep"),
+        "{out}"
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("napi.svg: {e}"));
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("polyline") && n.attribute("data-design").is_some())
+            .count(),
+        6,
+        "one polyline per design in each of the two panels:\n{svg}"
+    );
+}
+
+#[test]
 fn verbose_diagnostics_are_apart_from_the_outcome_line() {
     if !kvm_or_skip("verbose_diagnostics_are_apart_from_the_outcome_line") {
         return;

@@ -501,6 +501,7 @@ fn bad_numeric_flags_are_usage_errors() {
         (&["bench", "irq"], "--seconds", "from 0.01 to 600", &["0"]),
         (&["bench", "trace"], "--rounds", "from 1 to 100", &["0"]),
         (&["bench", "compare"], "--runs", "from 1 to 1000", &["0"]),
+        (&["bench", "napi"], "--ms", "from 50 to 10000", &["0", "49"]),
     ];
     for (words, flag, range, zero) in cases {
         for value in ["nan", "inf", "-inf", "1e300", "-1", "99999999999999999999"]

@@ -4,6 +4,8 @@
 mod boot;
 mod compare;
 mod irq;
+mod napi;
+mod napi_svg;
 mod posted;
 mod trace;
 
@@ -24,6 +26,8 @@ pub enum BenchCommand {
     Trace(trace::TraceArgs),
     /// Posted-interrupt notification vs one MSI per event, by rate and vCPU count.
     Posted(posted::PostedArgs),
+    /// Receive livelock: interrupt per packet vs NAPI vs posted on the NIC ring, by rate.
+    Napi(napi::NapiArgs),
     /// The same guest under irqlab and under QEMU microvm (PVH entry), side by side.
     Compare(compare::CompareArgs),
 }
@@ -34,6 +38,7 @@ pub fn bench(cmd: BenchCommand) -> u8 {
         BenchCommand::Irq(a) => irq::irq(&a),
         BenchCommand::Trace(a) => trace::trace_overhead(&a),
         BenchCommand::Posted(a) => posted::posted(&a),
+        BenchCommand::Napi(a) => napi::napi(&a),
         BenchCommand::Compare(a) => compare::compare(&a),
     };
     match result {
@@ -141,9 +146,27 @@ fn window(console: &str, name: &str, marks: &[Mark]) -> Option<(u64, irqlab::sta
             .parse()
             .ok()
     })?;
-    let start = marks.iter().find(|m| m.value == 1)?;
-    let end = marks.iter().find(|m| m.value == 2)?;
-    let mut d = end.exits.since(&start.exits);
-    d.pio = d.pio.saturating_sub(1); // the end mark's own exit
+    let (d, _) = windows(marks).into_iter().next()?;
     Some((n, d))
+}
+
+/// Every window the guest bracketed with its marks 1 (start) and 2 (end), in order (a guest
+/// that measures several runs writes one pair per run): the userspace exits strictly between
+/// the two marks and the host time from one to the other. An end without a start is ignored.
+fn windows(marks: &[Mark]) -> Vec<(irqlab::stats::ExitCounts, std::time::Duration)> {
+    let mut out = Vec::new();
+    let mut start: Option<&Mark> = None;
+    for m in marks {
+        match (m.value, start) {
+            (1, _) => start = Some(m),
+            (2, Some(s)) => {
+                let mut d = m.exits.since(&s.exits);
+                d.pio = d.pio.saturating_sub(1); // the end mark's own exit
+                out.push((d, m.at.saturating_duration_since(s.at)));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
 }
