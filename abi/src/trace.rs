@@ -36,6 +36,16 @@ pub const KIND_IPI: u8 = 2;
 /// `Record::kind`: a timer tick that ended the running task's time slice, so the guest
 /// switches tasks on its way back to user mode (`run=sched`, `run=signals`).
 pub const KIND_PREEMPT_TICK: u8 = 3;
+/// `Record::kind`: not an interrupt but one NAPI poll pass (`run=napi`): `tsc_entry` and
+/// `tsc_eoi` bracket the pass, `vector` is [`WORK_VECTOR`]. In lockstep mode its doorbell
+/// gives it the exits the pass caused, so a trace shows where polling's exits went.
+pub const KIND_NAPI_POLL: u8 = 4;
+/// `Record::kind`: one softirq-like bottom-half run at interrupt exit (`run=softirq`), like
+/// [`KIND_NAPI_POLL`].
+pub const KIND_SOFTIRQ: u8 = 5;
+/// `Record::vector` of the work records ([`KIND_NAPI_POLL`], [`KIND_SOFTIRQ`]): vector 0 is
+/// never injected, so the VMM pairs them with no injection.
+pub const WORK_VECTOR: u8 = 0;
 
 /// The ring header (written by the VMM, except `head` and `dropped`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

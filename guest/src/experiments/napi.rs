@@ -164,6 +164,22 @@ fn late_nic() {}
 
 /// One NAPI poll pass: up to `budget` packets from the ring; returns how many.
 fn poll(budget: u64) -> u64 {
+    let t0 = cpu::rdtsc();
+    let n = poll_pass(budget);
+    // The trace shows each pass (its exits, in lockstep mode) as source `napi-poll`.
+    if crate::trace::enabled() {
+        crate::trace::record(
+            irqlab_abi::trace::WORK_VECTOR,
+            crate::percpu::cpu_index() as u8,
+            irqlab_abi::trace::KIND_NAPI_POLL,
+            t0,
+            cpu::rdtsc(),
+        );
+    }
+    n
+}
+
+fn poll_pass(budget: u64) -> u64 {
     let s = st();
     s.poll_passes += 1;
     let mut n = 0;

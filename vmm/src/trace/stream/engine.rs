@@ -16,7 +16,9 @@ use super::{EXPIRE, SETTLE};
 use crate::kvm_stats::StatDesc;
 use crate::trace::model::Interrupt;
 use crate::trace::{ExitRecord, HostEvent, Pending, Source, TraceMode, Tracer, TscOffset};
-use irqlab_abi::trace::{KIND_IPI, KIND_LAPIC_TIMER, KIND_PREEMPT_TICK};
+use irqlab_abi::trace::{
+    KIND_IPI, KIND_LAPIC_TIMER, KIND_NAPI_POLL, KIND_PREEMPT_TICK, KIND_SOFTIRQ,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::time::Duration;
@@ -201,6 +203,9 @@ impl Engine {
             None => (
                 match r.kind {
                     KIND_LAPIC_TIMER | KIND_PREEMPT_TICK => "lapic-timer".to_string(),
+                    // Not interrupts: work the guest did outside its hard handlers.
+                    KIND_NAPI_POLL => "napi-poll".to_string(),
+                    KIND_SOFTIRQ => "softirq".to_string(),
                     KIND_IPI => "ipi".to_string(),
                     _ => format!("in-kernel:{:#04x}", r.vector),
                 },
