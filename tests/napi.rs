@@ -125,7 +125,6 @@ fn check_softirq(flags: &[&str]) {
         "softirq-accounting",
         "softirq-hard-blocks",
         "softirq-preempted",
-        "softirq-restart-limit",
         // restarts=1: under the flood a bottom half that finds more than one pass of work
         // hands the rest to ksoftirqd.
         "softirq-ksoftirqd",

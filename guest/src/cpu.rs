@@ -149,10 +149,11 @@ pub fn sti() {
     unsafe { asm!("sti", options(nostack)) };
 }
 
-/// Disables interrupts.
+/// Disables interrupts. Not `nomem` (see [`sti`]): a read-modify-write of state a handler
+/// shares must not be moved above it, into the window where interrupts are still on.
 pub fn cli() {
     // SAFETY: disabling interrupts is always safe for this kernel.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    unsafe { asm!("cli", options(nostack)) };
 }
 
 /// Enables interrupts and halts until one arrives; the interrupt shadow of `sti` makes the

@@ -91,6 +91,8 @@ extern "C" fn from_syscall(f: &mut Frame) {
     idt::exit_to_user(f);
     let sysret_ok = f.rcx == f.rip
         && f.r11 == f.rflags
+        // SYSRET cannot restore RF, and restoring TF would trap at once (Linux checks both).
+        && f.r11 & ((1 << 8) | (1 << 16)) == 0
         && f.cs == u64::from(gdt::USER_CS)
         && f.ss == u64::from(gdt::USER_DS)
         && f.rip < 0x0000_8000_0000_0000;

@@ -269,6 +269,9 @@ fn one_run(boot: &Boot, design: Design, rate: u64, ms: u64, budget: u64) -> Outc
     } else {
         (rate * ms / 1000).clamp(10, 1_000_000)
     };
+    // Reset with interrupts off: a NIC interrupt still on its way must not push stale
+    // descriptors into the fresh backlog.
+    cpu::cli();
     reset_state(design);
     let pid = (design == Design::Posted).then(|| crate::posted::descriptor_addr(0));
     st().tsc_offset = super::nic::program(pid, rate, count);
@@ -299,8 +302,11 @@ fn one_run(boot: &Boot, design: Design, rate: u64, ms: u64, budget: u64) -> Outc
     };
     let cycles = cpu::rdtsc().wrapping_sub(start);
     mark(MARK_WINDOW_END);
-    cpu::sti();
+    // A run that timed out leaves the device busy: stop it, so the next run's configuration
+    // is not ignored (configuration registers are read-only while busy).
+    wr(reg::CONTROL, reg::CTRL_STOP);
     wr(reg::IMC, reg::ICR_ALL);
+    cpu::sti();
     Outcome {
         sent: u64::from(rd(reg::SENT)),
         delivered: u64::from(rd(reg::DELIVERED)),

@@ -88,7 +88,8 @@ fn in_service(v: u8) -> bool {
 }
 
 /// `sti`, and a compiler barrier: no memory access of this module moves across it (the
-/// reentrancy scenario depends on where its read and write are; `cpu::sti` is `nomem`).
+/// reentrancy scenario depends on where its read and write are). `cpu::sti` is one too now;
+/// this module keeps its own pair so the scenario states it where it matters.
 fn irq_on() {
     // SAFETY: the IDT is loaded; see the module comment for the stacks.
     unsafe { core::arch::asm!("sti", options(nostack)) };

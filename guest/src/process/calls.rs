@@ -82,7 +82,11 @@ pub fn alarm(ticks: u64) -> Result<u64, i64> {
     let now = s.ticks;
     let t = &mut s.tasks[s.current];
     let left = t.alarm_at.saturating_sub(now);
-    t.alarm_at = if ticks == 0 { 0 } else { now + ticks };
+    t.alarm_at = if ticks == 0 {
+        0
+    } else {
+        now.saturating_add(ticks)
+    };
     Ok(left)
 }
 
@@ -149,9 +153,10 @@ pub fn user_fault(frame: &mut Frame) -> bool {
     if !s.active || s.current == 0 {
         return false;
     }
-    let Some(sig) = irqlab_guest_core::signal::for_exception(frame.vector as u8) else {
-        return false;
-    };
+    // A ring-3 exception with no signal of its own (none is reachable today) still ends only
+    // the task: outside the experiments' `user::enter`, `user::abort` has nowhere to return.
+    let sig = irqlab_guest_core::signal::for_exception(frame.vector as u8)
+        .unwrap_or(irqlab_guest_core::signal::SIGSEGV);
     let cur = s.current;
     let t = &mut s.tasks[cur];
     if t.blocked.contains(sig) || t.actions[usize::from(sig)] == Action::Ignore {

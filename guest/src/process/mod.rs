@@ -148,7 +148,7 @@ pub fn shared() -> *mut Shared {
 
 /// Vectors ring 3 can reach while tasks run (their gates move to IST 0): the exceptions a
 /// user program can raise and `int 0x80`; the timer's vector is added by [`start`].
-const USER_REACHABLE: [u8; 12] = [0, 1, 3, 4, 5, 6, 7, 13, 14, 16, 17, 19];
+const USER_REACHABLE: [u8; 15] = [0, 1, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 16, 17, 19];
 
 /// How the scheduler is set up.
 pub struct Config {
@@ -380,6 +380,10 @@ pub fn schedule() {
         // SAFETY: every task's PML4 is a copy of the kernel's: the same mappings.
         unsafe { cpu::set_cr3(next_cr3) };
     }
+    // The next task's work bits before it runs: a new task leaves through `first_entry`
+    // straight to ring 3, without the return-to-user check.
+    update_sigpending();
+    let s = sched();
     let prev_ksp = &raw mut s.tasks[prev].ksp;
     let next_ksp = s.tasks[next].ksp;
     s.switch_t0 = cpu::rdtsc();
