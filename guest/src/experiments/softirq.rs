@@ -66,6 +66,7 @@ struct State {
     in_nic: bool,
     in_bottom_half: bool,
     in_ksoftirqd: bool,
+    ksoftirqd_woken: bool,
     softirq_pending: bool,
     ksoftirqd_wakeups: u64,
     ksoftirqd_processed: u64,
@@ -94,6 +95,7 @@ static STATE: Global = Global(UnsafeCell::new(State {
     in_nic: false,
     in_bottom_half: false,
     in_ksoftirqd: false,
+    ksoftirqd_woken: false,
     softirq_pending: false,
     ksoftirqd_wakeups: 0,
     ksoftirqd_processed: 0,
@@ -170,7 +172,9 @@ fn on_nic() {
         Design::Hard => while pass(s) {},
         // The bottom half this interrupt nested into will see the new packets (Linux's
         // `irq_exit` runs softirqs only when not already in one: `in_interrupt()`).
-        Design::Softirq if s.in_bottom_half || s.in_ksoftirqd => {
+        // Nor while ksoftirqd has work: once woken it does the softirq work until none is left
+        // (Linux: "let ksoftirqd do its job", `ksoftirqd_running()` in `invoke_softirq`).
+        Design::Softirq if s.in_bottom_half || s.in_ksoftirqd || s.ksoftirqd_woken => {
             s.softirq_pending = true;
             s.nested_top_halves += 1;
         }
@@ -192,6 +196,7 @@ fn on_nic() {
                 if restarts >= s.restarts {
                     // Past the restart limit: ksoftirqd takes over at task level.
                     s.ksoftirqd_wakeups += 1;
+                    s.ksoftirqd_woken = true;
                     break;
                 }
             }
@@ -228,6 +233,7 @@ fn run_once(boot: &Boot, design: Design, rate: u64, packets: u64, hz: u64) -> (u
     s.in_nic = false;
     s.in_bottom_half = false;
     s.in_ksoftirqd = false;
+    s.ksoftirqd_woken = false;
     s.softirq_pending = false;
     s.ksoftirqd_wakeups = 0;
     s.ksoftirqd_processed = 0;
@@ -263,6 +269,10 @@ fn run_once(boot: &Boot, design: Design, rate: u64, packets: u64, hz: u64) -> (u
             s.softirq_pending |= more;
             if !more {
                 s.softirq_pending = done(s.next);
+            }
+            // No work left: ksoftirqd sleeps, and interrupt exits run softirqs again.
+            if !s.softirq_pending {
+                s.ksoftirqd_woken = false;
             }
             s.in_ksoftirqd = false;
             s.ksoftirqd_processed += s.processed - before;
