@@ -162,6 +162,13 @@ fn guest_that_hangs_hits_the_watchdog() {
     let (code, out, err) = run(&["run", "--cmdline", "crash=hang", "--timeout", "0.5"]);
     assert_eq!(code, i32::from(code::TIMEOUT), "{out}{err}");
     assert_one_line_error(&err, "watchdog: guest still running after 0.5 s");
+    // The report says where the vCPU was: running (a spin loop, no exit since its last
+    // console byte), with its RIP and last exit.
+    assert!(err.contains("; vCPU 0 running at rip=0x"), "{err}");
+    assert!(
+        err.contains("last exit to irqlab: port write 0x3f8") && err.contains(" s before the stop"),
+        "{err}"
+    );
     assert!(out.contains("crash: spinning"), "{out}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
@@ -182,6 +189,8 @@ fn a_guest_parked_with_its_apic_off_ends_by_the_watchdog() {
     ]);
     assert_eq!(code, i32::from(code::TIMEOUT), "{out}{err}");
     assert_one_line_error(&err, "watchdog: guest still running after 0.5 s");
+    // KVM's run state tells a halted vCPU from a spinning one.
+    assert!(err.contains("; vCPU 0 halted at rip=0x"), "{err}");
     assert!(out.contains("local APIC hardware-disabled"), "{out}");
 }
 

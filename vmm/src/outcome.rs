@@ -1,7 +1,7 @@
 //! How a run ended, and the process exit code for each ending (the README's exit-code table).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Process exit codes of `irqlab` other than guest statuses (0–63, see
 /// `irqlab_abi::status`).
@@ -124,6 +124,8 @@ pub struct LastExit {
     pub write: bool,
     /// Exits this vCPU made to irqlab in total.
     pub count: u64,
+    /// When it returned from `KVM_RUN` with that exit (`None` before the first).
+    pub at: Option<Instant>,
 }
 
 impl fmt::Display for LastExit {
@@ -139,6 +141,48 @@ impl fmt::Display for LastExit {
             other => write!(f, "last exit to irqlab: {other}"),
         }?;
         write!(f, " (exit {} of this vCPU)", self.count)
+    }
+}
+
+/// A vCPU's KVM run state (`KVM_GET_MP_STATE`), named.
+pub fn mp_state_name(mp_state: u32) -> &'static str {
+    match mp_state {
+        kvm_bindings::KVM_MP_STATE_RUNNABLE => "running",
+        kvm_bindings::KVM_MP_STATE_UNINITIALIZED => "waiting for INIT",
+        kvm_bindings::KVM_MP_STATE_INIT_RECEIVED => "waiting for SIPI",
+        kvm_bindings::KVM_MP_STATE_HALTED => "halted",
+        kvm_bindings::KVM_MP_STATE_SIPI_RECEIVED => "starting (SIPI received)",
+        _ => "in an unknown run state",
+    }
+}
+
+/// Where a vCPU was when the run was stopped under it (the watchdog's report: a hung
+/// guest's vCPUs, each with what it last did).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuAtStop {
+    /// Which vCPU.
+    pub vcpu: u8,
+    /// Its run state, from [`mp_state_name`].
+    pub state: &'static str,
+    /// RIP and CS when it left `KVM_RUN` for the stop (`None` if KVM refused to say).
+    pub rip_cs: Option<(u64, u16)>,
+    /// Its last exit to irqlab.
+    pub last_exit: LastExit,
+    /// How long before the stop that exit was (`None` if it never exited).
+    pub since_last_exit: Option<Duration>,
+}
+
+impl fmt::Display for VcpuAtStop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vCPU {} {}", self.vcpu, self.state)?;
+        if let Some((rip, cs)) = self.rip_cs {
+            write!(f, " at rip={rip:#x} cs={cs:#x}")?;
+        }
+        write!(f, ", {}", self.last_exit)?;
+        if let Some(d) = self.since_last_exit {
+            write!(f, " {:.2} s before the stop", d.as_secs_f64())?;
+        }
+        Ok(())
     }
 }
 
@@ -188,7 +232,12 @@ pub enum Outcome {
         via: String,
     },
     /// The watchdog fired.
-    Timeout(Duration),
+    Timeout {
+        /// The watchdog's period.
+        after: Duration,
+        /// Where each vCPU that stopped was (empty until the vCPUs have stopped).
+        vcpus: Vec<VcpuAtStop>,
+    },
     /// A stop signal: SIGHUP, SIGINT, SIGQUIT or SIGTERM (see `crate::stop::STOP_SIGNALS`).
     Signal(i32),
     /// A thread made a system call outside its seccomp allowlist (the first one trapped).
@@ -217,7 +266,7 @@ impl Outcome {
             Outcome::TripleFault { .. } => code::TRIPLE_FAULT,
             Outcome::KvmInternalError { .. } | Outcome::FailEntry { .. } => code::KVM_INTERNAL,
             Outcome::GuestStopped { .. } => code::GUEST_STOPPED,
-            Outcome::Timeout(_) => code::TIMEOUT,
+            Outcome::Timeout { .. } => code::TIMEOUT,
             Outcome::Reboot { .. } => code::REBOOT,
             Outcome::Signal(libc::SIGHUP) => code::SIGHUP,
             Outcome::Signal(libc::SIGINT) => code::SIGINT,
@@ -260,7 +309,14 @@ impl Outcome {
             }
             Outcome::GuestStopped { vcpu, what } => format!("guest stopped on vCPU {vcpu}: {what}"),
             Outcome::Reboot { via } => format!("guest requested reboot ({via})"),
-            Outcome::Timeout(d) => format!("watchdog: guest still running after {:.1} s (--timeout)", d.as_secs_f64()),
+            Outcome::Timeout { after, vcpus } => {
+                let mut line = format!("watchdog: guest still running after {:.1} s (--timeout)", after.as_secs_f64());
+                for v in vcpus {
+                    line.push_str("; ");
+                    line.push_str(&v.to_string());
+                }
+                line
+            }
             Outcome::Signal(s) => format!(
                 "stopped by signal {s}{}; guest output flushed",
                 signal_name(*s).map(|n| format!(" ({n})")).unwrap_or_default()
@@ -298,7 +354,10 @@ mod tests {
                 vcpu: 0,
                 what: "x".into(),
             },
-            Outcome::Timeout(Duration::from_secs(1)),
+            Outcome::Timeout {
+                after: Duration::from_secs(1),
+                vcpus: Vec::new(),
+            },
             Outcome::Reboot { via: "x".into() },
             Outcome::Signal(libc::SIGHUP),
             Outcome::Signal(libc::SIGINT),
@@ -394,6 +453,7 @@ mod tests {
                 addr: 0x3f8,
                 write: true,
                 count: 42,
+                at: None,
             },
         };
         let line = o.explain().unwrap();
@@ -404,5 +464,41 @@ mod tests {
         );
         assert!(!line.contains("rip="));
         assert_eq!(o.exit_code(), code::TRIPLE_FAULT);
+    }
+
+    #[test]
+    fn the_watchdog_says_where_each_vcpu_was() {
+        let o = Outcome::Timeout {
+            after: Duration::from_millis(500),
+            vcpus: vec![
+                VcpuAtStop {
+                    vcpu: 0,
+                    state: mp_state_name(kvm_bindings::KVM_MP_STATE_RUNNABLE),
+                    rip_cs: Some((0x10_1234, 0x8)),
+                    last_exit: LastExit {
+                        reason: "pio",
+                        addr: 0x3f8,
+                        write: true,
+                        count: 42,
+                        at: None,
+                    },
+                    since_last_exit: Some(Duration::from_millis(480)),
+                },
+                VcpuAtStop {
+                    vcpu: 1,
+                    state: mp_state_name(kvm_bindings::KVM_MP_STATE_UNINITIALIZED),
+                    rip_cs: None,
+                    last_exit: LastExit::default(),
+                    since_last_exit: None,
+                },
+            ],
+        };
+        assert_eq!(o.exit_code(), code::TIMEOUT);
+        assert_eq!(
+            o.explain().unwrap(),
+            "watchdog: guest still running after 0.5 s (--timeout); vCPU 0 running at \
+             rip=0x101234 cs=0x8, last exit to irqlab: port write 0x3f8 (exit 42 of this vCPU) \
+             0.48 s before the stop; vCPU 1 waiting for INIT, the vCPU never exited to irqlab"
+        );
     }
 }

@@ -8,7 +8,7 @@
 use crate::device_manager::Devices;
 use crate::kvm_stats::VcpuStats;
 use crate::memory::GuestMemory;
-use crate::outcome::{CpuSnapshot, CpuState, LastExit, Outcome};
+use crate::outcome::{mp_state_name, CpuSnapshot, CpuState, LastExit, Outcome, VcpuAtStop};
 use crate::stats::ExitKind;
 use crate::trace::{host_tsc, ExitRecord, Sample, TraceMode, Tracer, TscOffset};
 use irqlab_abi::trace::DOORBELL_PORT;
@@ -277,6 +277,7 @@ fn note_exit(last: &mut LastExit, exit: &VcpuExit) {
         addr,
         write,
         count: last.count + 1,
+        at: Some(std::time::Instant::now()),
     };
 }
 
@@ -344,6 +345,8 @@ pub trait StopControl: Send + Sync {
     fn stopping(&self) -> bool;
     /// Ends the run with `outcome` (first caller wins).
     fn finish(&self, outcome: Outcome);
+    /// Where this vCPU was when it saw the stop (kept for the watchdog's report).
+    fn stopped(&self, _at: VcpuAtStop) {}
 }
 
 impl Vcpu {
@@ -370,6 +373,7 @@ impl Vcpu {
         let mut last_exit = LastExit::default();
         loop {
             if ctl.stopping() {
+                ctl.stopped(self.at_stop(&last_exit));
                 return;
             }
             // The kvm_run page stays mapped at the same address for the vCPU's lifetime; the
@@ -436,6 +440,26 @@ impl Vcpu {
             };
             ctl.finish(outcome);
             return;
+        }
+    }
+
+    /// Where the vCPU is now that it has left `KVM_RUN` for a stop: its run state, RIP and CS,
+    /// and its last exit to irqlab.
+    fn at_stop(&self, last_exit: &LastExit) -> VcpuAtStop {
+        let state = self
+            .fd
+            .get_mp_state()
+            .map_or("in an unknown run state", |m| mp_state_name(m.mp_state));
+        let rip_cs = match (self.fd.get_regs(), self.fd.get_sregs()) {
+            (Ok(r), Ok(s)) => Some((r.rip, s.cs.selector)),
+            _ => None,
+        };
+        VcpuAtStop {
+            vcpu: self.id,
+            state,
+            rip_cs,
+            last_exit: *last_exit,
+            since_last_exit: last_exit.at.map(|t| t.elapsed()),
         }
     }
 

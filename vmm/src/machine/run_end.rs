@@ -3,7 +3,7 @@
 //! subscriber that wakes for anything that ends the run ([`StopWatcher`]: the wake-up
 //! eventfd, the watchdog timer, the stop signals' signalfd).
 
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, VcpuAtStop};
 use crate::sandbox::Sandbox;
 use crate::vcpu::StopControl;
 use event_manager::{EventOps, Events, MutEventSubscriber};
@@ -20,6 +20,8 @@ pub(super) struct RunEnd {
     outcome: Mutex<Option<Outcome>>,
     /// The first stop signal that arrived after `outcome` was set to something else.
     signal_after_end: Mutex<Option<i32>>,
+    /// Where each vCPU was when it saw the stop (for the watchdog's report).
+    stopped: Mutex<Vec<VcpuAtStop>>,
     wake: EventFd,
 }
 
@@ -30,6 +32,7 @@ impl RunEnd {
             stop: AtomicBool::new(false),
             outcome: Mutex::new(None),
             signal_after_end: Mutex::new(None),
+            stopped: Mutex::new(Vec::new()),
             wake: EventFd::new(libc::EFD_NONBLOCK)?,
         })
     }
@@ -82,12 +85,23 @@ impl RunEnd {
             .take()
     }
 
-    /// Takes the outcome.
+    /// Takes the outcome. A watchdog's outcome gets where each vCPU was when it stopped
+    /// (call this after the vCPU threads are joined), in vCPU order.
     pub(super) fn take_outcome(&self) -> Option<Outcome> {
-        self.outcome
+        let outcome = self
+            .outcome
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .take();
+        match outcome {
+            Some(Outcome::Timeout { after, .. }) => {
+                let mut vcpus =
+                    std::mem::take(&mut *self.stopped.lock().unwrap_or_else(|p| p.into_inner()));
+                vcpus.sort_by_key(|v| v.vcpu);
+                Some(Outcome::Timeout { after, vcpus })
+            }
+            other => other,
+        }
     }
 }
 
@@ -104,6 +118,13 @@ impl StopControl for RunEnd {
         self.stop.store(true, Ordering::Release);
         // A full eventfd counter only means the loop is already awake.
         let _ = self.wake.write(1);
+    }
+
+    fn stopped(&self, at: VcpuAtStop) {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(at);
     }
 }
 
@@ -162,7 +183,10 @@ impl MutEventSubscriber for StopWatcher {
             }
         } else if let Some((t, after)) = self.timer.as_mut().filter(|(t, _)| t.as_raw_fd() == fd) {
             let _ = t.wait();
-            self.end.finish(Outcome::Timeout(*after));
+            self.end.finish(Outcome::Timeout {
+                after: *after,
+                vcpus: Vec::new(),
+            });
         } else if let Some(s) = self.signals.as_ref().filter(|s| s.as_raw_fd() == fd) {
             while let Some(signo) = crate::stop::read_signal(s.as_fd()) {
                 self.end.signal(signo);

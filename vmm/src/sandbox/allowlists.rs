@@ -120,6 +120,7 @@ pub(super) fn allowlist(kind: ThreadKind, facts: &RunFacts, pid: libc::pid_t) ->
                 KVM_IRQ_LINE,
                 KVM_GET_REGS,
                 KVM_GET_SREGS,
+                KVM_GET_MP_STATE,
                 KVM_TRANSLATE,
             ]);
             a.all(&[libc::SYS_timerfd_settime]);

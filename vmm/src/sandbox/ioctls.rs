@@ -15,6 +15,8 @@ pub const KVM_RUN: u64 = ioc(0, 0x80, 0);
 pub const KVM_GET_REGS: u64 = ioc(IOC_READ, 0x81, size_of::<kb::kvm_regs>());
 /// `_IOR(KVMIO, 0x83, struct kvm_sregs)`.
 pub const KVM_GET_SREGS: u64 = ioc(IOC_READ, 0x83, size_of::<kb::kvm_sregs>());
+/// `_IOR(KVMIO, 0x98, struct kvm_mp_state)`.
+pub const KVM_GET_MP_STATE: u64 = ioc(IOC_READ, 0x98, size_of::<kb::kvm_mp_state>());
 /// `_IOWR(KVMIO, 0x85, struct kvm_translation)`.
 pub const KVM_TRANSLATE: u64 = ioc(IOC_READ | IOC_WRITE, 0x85, size_of::<kb::kvm_translation>());
 /// `_IOWR(KVMIO, 0x88, struct kvm_msrs)`.
@@ -38,6 +40,7 @@ mod tests {
         assert_eq!(KVM_GET_REGS, 0x8090_ae81);
         assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
         assert_eq!(KVM_TRANSLATE, 0xc018_ae85);
+        assert_eq!(KVM_GET_MP_STATE, 0x8004_ae98);
         assert_eq!(KVM_GET_MSRS, 0xc008_ae88);
         assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
         assert_eq!(KVM_SET_GSI_ROUTING, 0x4008_ae6a);

@@ -7,7 +7,7 @@
 //!
 //! | thread | when | may (besides the common set below) |
 //! |--------|------|------------------------------------|
-//! | `vcpuN` | before its first `KVM_RUN` | the vCPU's KVM ioctls (`KVM_RUN`, `KVM_GET_REGS`, `KVM_GET_SREGS`, `KVM_TRANSLATE`; with tracing `KVM_GET_MSRS`, `KVM_GET_STATS_FD` and `pread64`), the VM's interrupt ioctls (`KVM_SIGNAL_MSI`, `KVM_IRQ_LINE`, `KVM_SET_GSI_ROUTING`), `timerfd_settime` (the PIT), writes to the serial log (and, with tracing, to `exits.jsonl`), and start the MSI source's and the NIC's worker threads (`clone` with exactly the flags of a thread) |
+//! | `vcpuN` | before its first `KVM_RUN` | the vCPU's KVM ioctls (`KVM_RUN`, `KVM_GET_REGS`, `KVM_GET_SREGS`, `KVM_GET_MP_STATE`, `KVM_TRANSLATE`; with tracing `KVM_GET_MSRS`, `KVM_GET_STATS_FD` and `pread64`), the VM's interrupt ioctls (`KVM_SIGNAL_MSI`, `KVM_IRQ_LINE`, `KVM_SET_GSI_ROUTING`), `timerfd_settime` (the PIT), writes to the serial log (and, with tracing, to `exits.jsonl`), and start the MSI source's and the NIC's worker threads (`clone` with exactly the flags of a thread) |
 //! | `console` | before its first write | write stdout |
 //! | `stdin` | before its first read | read stdin, sleep, raise the UART's interrupt (`KVM_SIGNAL_MSI`, `KVM_IRQ_LINE`) |
 //! | `msi-source` | when the guest starts the device | sleep, `KVM_SIGNAL_MSI` (under the vCPU filters it inherits) |
