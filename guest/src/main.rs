@@ -9,6 +9,7 @@
 
 mod apic;
 mod boot;
+mod boot_cell;
 mod boot_info_builder;
 mod cost;
 mod cost_cr3;

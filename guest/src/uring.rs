@@ -12,8 +12,8 @@
 //! writes, bytes and their byte sum ([`Counts`]), so the cost table can check that the kernel
 //! consumed every write and operation it was handed.
 
+use crate::boot_cell::BootCpuCell;
 use crate::user;
-use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use irqlab_abi::syscall::{self as nr, Iovec, Sqe};
 
@@ -46,11 +46,8 @@ struct State {
     sink: [u8; SINK_SIZE],
 }
 
-struct Global(UnsafeCell<State>);
-// SAFETY: only the boot CPU uses it, inside a system call or between user tasks.
-unsafe impl Sync for Global {}
-
-static STATE: Global = Global(UnsafeCell::new(State {
+/// Only the boot CPU uses it, inside a system call or between user tasks.
+static STATE: BootCpuCell<State> = BootCpuCell::new(State {
     counts: Counts {
         sink_writes: 0,
         sink_bytes: 0,
@@ -62,12 +59,12 @@ static STATE: Global = Global(UnsafeCell::new(State {
         counter: 0,
     },
     sink: [0; SINK_SIZE],
-}));
+});
 
 #[allow(clippy::mut_from_ref)]
 fn state() -> &'static mut State {
     // SAFETY: one CPU; callers do not hold the reference across another call into here.
-    unsafe { &mut *STATE.0.get() }
+    unsafe { STATE.get() }
 }
 
 /// Zeroes the counts (the sink's old bytes stay; they are overwritten anyway).

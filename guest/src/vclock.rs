@@ -8,9 +8,9 @@
 //! publishes into it. [`refresh`] moves the base forward, as Linux's timekeeping tick does;
 //! `run=cost` calls it before each time row.
 
+use crate::boot_cell::BootCpuCell;
 use crate::cpu;
 use crate::user::UserMem;
-use core::cell::UnsafeCell;
 use irqlab_abi::syscall::{vclock_mult, vclock_ns, Vclock};
 
 /// The clock page (ring 3 reads it; see [`read`]).
@@ -18,18 +18,15 @@ use irqlab_abi::syscall::{vclock_mult, vclock_ns, Vclock};
 pub static VCLOCK: UserMem<4096> = UserMem::new();
 const _: () = assert!(core::mem::size_of::<Vclock>() <= 4096);
 
-struct Kernel(UnsafeCell<Vclock>);
-// SAFETY: only the boot CPU touches it, between user tasks or inside a system call.
-unsafe impl Sync for Kernel {}
-
 /// The kernel's copy of the clock (never read back from user memory).
-static KERNEL: Kernel = Kernel(UnsafeCell::new(Vclock {
+/// Only the boot CPU touches it, between user tasks or inside a system call.
+static KERNEL: BootCpuCell<Vclock> = BootCpuCell::new(Vclock {
     seq: 0,
     tsc_base: 0,
     ns_base: 0,
     mult: 0,
     refreshes: 0,
-}));
+});
 
 /// The page as the structure (inlined: ring-3 code calls it).
 #[inline(always)]
@@ -57,7 +54,7 @@ fn publish(k: &mut Vclock) {
 /// Starts the clock at 0 ns now, for a TSC of `tsc_khz` kHz (0: the clock stands still).
 pub fn start(tsc_khz: u64) {
     // SAFETY: one CPU, no task running: nothing else holds a reference.
-    let k = unsafe { &mut *KERNEL.0.get() };
+    let k = unsafe { KERNEL.get() };
     k.mult = vclock_mult(tsc_khz);
     k.tsc_base = cpu::rdtsc();
     k.ns_base = 0;
@@ -68,7 +65,7 @@ pub fn start(tsc_khz: u64) {
 /// Moves the clock's base to now (what a timer tick does), and publishes it.
 pub fn refresh() {
     // SAFETY: as in `start`.
-    let k = unsafe { &mut *KERNEL.0.get() };
+    let k = unsafe { KERNEL.get() };
     let now = cpu::rdtsc();
     k.ns_base = vclock_ns(now, k.tsc_base, k.ns_base, k.mult);
     k.tsc_base = now;
@@ -79,7 +76,7 @@ pub fn refresh() {
 /// The kernel's reading of TSC value `tsc` in the clock's nanoseconds.
 pub fn ns_at(tsc: u64) -> u64 {
     // SAFETY: as in `start`; read only.
-    let k = unsafe { &*KERNEL.0.get() };
+    let k = unsafe { KERNEL.get() };
     vclock_ns(tsc, k.tsc_base, k.ns_base, k.mult)
 }
 

@@ -26,9 +26,9 @@
 use super::nic::{done, rd, take, wr, NIC_VECTOR, RING};
 use super::{mark, MARK_WINDOW_END, MARK_WINDOW_START};
 use crate::boot::Boot;
+use crate::boot_cell::BootCpuCell;
 use crate::fmt::Dec;
 use crate::{check, cpu, fail, interrupts, println, skip};
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use irqlab_abi::layout::NIC_BASE;
 use irqlab_abi::nic as reg;
@@ -78,10 +78,8 @@ struct State {
     latency_len: usize,
 }
 
-struct Global(UnsafeCell<State>);
-// SAFETY: boot CPU only; see `State`.
-unsafe impl Sync for Global {}
-static STATE: Global = Global(UnsafeCell::new(State {
+/// Boot CPU only; who may touch what: see `State`.
+static STATE: BootCpuCell<State> = BootCpuCell::new(State {
     design: Design::Irq,
     next: 0,
     backlog: [0; BACKLOG_MAX],
@@ -97,13 +95,13 @@ static STATE: Global = Global(UnsafeCell::new(State {
     work: 20,
     latency: [0; SAMPLES],
     latency_len: 0,
-}));
+});
 
 #[allow(clippy::mut_from_ref)]
 fn st() -> &'static mut State {
     // SAFETY: boot CPU; callers do not hold it across a point where the other context runs
     // (task level disables interrupts around its updates).
-    unsafe { &mut *STATE.0.get() }
+    unsafe { STATE.get() }
 }
 
 /// NAPI: a poll is scheduled (set by the handler, cleared by the poll loop).

@@ -32,9 +32,9 @@
 use super::nic::{self, done, rd, take, wr, NIC_VECTOR};
 use crate::apic::{TimerMode, LAPIC};
 use crate::boot::Boot;
+use crate::boot_cell::BootCpuCell;
 use crate::fmt::Dec;
 use crate::{check, cpu, fail, idt, interrupts, println, skip, vectors};
-use core::cell::UnsafeCell;
 use irqlab_abi::nic as reg;
 use irqlab_guest_core::stats::Stats;
 
@@ -81,11 +81,9 @@ struct State {
     lateness_len: usize,
 }
 
-struct Global(UnsafeCell<State>);
-// SAFETY: boot CPU only. The tick handler nests inside the NIC handler only in the softirq
-// design and touches only the tick fields, which the NIC side never writes.
-unsafe impl Sync for Global {}
-static STATE: Global = Global(UnsafeCell::new(State {
+/// Boot CPU only. The tick handler nests inside the NIC handler only in the softirq
+/// design and touches only the tick fields, which the NIC side never writes.
+static STATE: BootCpuCell<State> = BootCpuCell::new(State {
     design: Design::Hard,
     next: 0,
     work: 20,
@@ -108,12 +106,12 @@ static STATE: Global = Global(UnsafeCell::new(State {
     deadline: 0,
     lateness: [0; SAMPLES],
     lateness_len: 0,
-}));
+});
 
 #[allow(clippy::mut_from_ref)]
 fn st() -> &'static mut State {
-    // SAFETY: see `Global`.
-    unsafe { &mut *STATE.0.get() }
+    // SAFETY: boot CPU; see `STATE`.
+    unsafe { STATE.get() }
 }
 
 /// The urgent device: how late this tick started, then the next deadline.

@@ -29,6 +29,7 @@ pub mod signal;
 mod switch;
 mod task;
 
+use crate::boot_cell::BootCpuCell;
 use crate::frame::Frame;
 use crate::percpu::{WORK_NEED_RESCHED, WORK_SIGPENDING};
 use crate::stack::Stack;
@@ -80,11 +81,8 @@ pub struct Sched {
     pub cr3_switches: u64,
 }
 
-struct Global(UnsafeCell<Sched>);
-// SAFETY: only the boot CPU touches the scheduler, with interrupts off.
-unsafe impl Sync for Global {}
-
-static SCHED: Global = Global(UnsafeCell::new(Sched {
+/// Only the boot CPU touches the scheduler, with interrupts off.
+static SCHED: BootCpuCell<Sched> = BootCpuCell::new(Sched {
     active: false,
     tasks: [const { Task::new() }; MAX_TASKS],
     current: 0,
@@ -102,7 +100,7 @@ static SCHED: Global = Global(UnsafeCell::new(Sched {
     live: 0,
     bad_sigreturns: 0,
     cr3_switches: 0,
-}));
+});
 
 /// The scheduler. Callers run with interrupts off on the boot CPU and must not hold the
 /// reference across [`schedule`] (re-borrow after it).
@@ -110,7 +108,7 @@ static SCHED: Global = Global(UnsafeCell::new(Sched {
 pub fn sched() -> &'static mut Sched {
     // SAFETY: one CPU, interrupts off: no other reference is live while the caller uses it
     // (every function here re-borrows after anything that may switch tasks).
-    unsafe { &mut *SCHED.0.get() }
+    unsafe { SCHED.get() }
 }
 
 static KSTACKS: [Stack<KSTACK_SIZE>; MAX_TASKS] = [const { Stack::new() }; MAX_TASKS];
