@@ -166,6 +166,8 @@ pub struct VcpuAtStop {
     pub state: &'static str,
     /// RIP and CS when it left `KVM_RUN` for the stop (`None` if KVM refused to say).
     pub rip_cs: Option<(u64, u16)>,
+    /// The instruction bytes at RIP (empty when RIP does not translate).
+    pub code: Vec<u8>,
     /// Its last exit to irqlab.
     pub last_exit: LastExit,
     /// How long before the stop that exit was (`None` if it never exited).
@@ -177,6 +179,12 @@ impl fmt::Display for VcpuAtStop {
         write!(f, "vCPU {} {}", self.vcpu, self.state)?;
         if let Some((rip, cs)) = self.rip_cs {
             write!(f, " at rip={rip:#x} cs={cs:#x}")?;
+        }
+        if !self.code.is_empty() {
+            write!(f, " code=")?;
+            for b in &self.code {
+                write!(f, "{b:02x}")?;
+            }
         }
         write!(f, ", {}", self.last_exit)?;
         if let Some(d) = self.since_last_exit {
@@ -475,6 +483,7 @@ mod tests {
                     vcpu: 0,
                     state: mp_state_name(kvm_bindings::KVM_MP_STATE_RUNNABLE),
                     rip_cs: Some((0x10_1234, 0x8)),
+                    code: vec![0xeb, 0xfe],
                     last_exit: LastExit {
                         reason: "pio",
                         addr: 0x3f8,
@@ -488,6 +497,7 @@ mod tests {
                     vcpu: 1,
                     state: mp_state_name(kvm_bindings::KVM_MP_STATE_UNINITIALIZED),
                     rip_cs: None,
+                    code: Vec::new(),
                     last_exit: LastExit::default(),
                     since_last_exit: None,
                 },
@@ -497,7 +507,7 @@ mod tests {
         assert_eq!(
             o.explain().unwrap(),
             "watchdog: guest still running after 0.5 s (--timeout); vCPU 0 running at \
-             rip=0x101234 cs=0x8, last exit to irqlab: port write 0x3f8 (exit 42 of this vCPU) \
+             rip=0x101234 cs=0x8 code=ebfe, last exit to irqlab: port write 0x3f8 (exit 42 of this vCPU) \
              0.48 s before the stop; vCPU 1 waiting for INIT, the vCPU never exited to irqlab"
         );
     }

@@ -373,7 +373,7 @@ impl Vcpu {
         let mut last_exit = LastExit::default();
         loop {
             if ctl.stopping() {
-                ctl.stopped(self.at_stop(&last_exit));
+                ctl.stopped(self.at_stop(mem, &last_exit));
                 return;
             }
             // The kvm_run page stays mapped at the same address for the vCPU's lifetime; the
@@ -444,20 +444,18 @@ impl Vcpu {
     }
 
     /// Where the vCPU is now that it has left `KVM_RUN` for a stop: its run state, RIP and CS,
-    /// and its last exit to irqlab.
-    fn at_stop(&self, last_exit: &LastExit) -> VcpuAtStop {
+    /// the instruction bytes there, and its last exit to irqlab.
+    fn at_stop(&self, mem: &GuestMemory, last_exit: &LastExit) -> VcpuAtStop {
         let state = self
             .fd
             .get_mp_state()
             .map_or("in an unknown run state", |m| mp_state_name(m.mp_state));
-        let rip_cs = match (self.fd.get_regs(), self.fd.get_sregs()) {
-            (Ok(r), Ok(s)) => Some((r.rip, s.cs.selector)),
-            _ => None,
-        };
+        let cpu = self.snapshot(mem);
         VcpuAtStop {
             vcpu: self.id,
             state,
-            rip_cs,
+            rip_cs: Some((cpu.rip, cpu.cs)),
+            code: cpu.code,
             last_exit: *last_exit,
             since_last_exit: last_exit.at.map(|t| t.elapsed()),
         }
