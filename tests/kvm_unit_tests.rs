@@ -4,7 +4,9 @@
 //! drives the ioapic test's IRQ lines), each in both interrupt-controller models with the
 //! vCPU count its `unittests.cfg` entry gives.
 //!
-//! Expectations per host kind. On VMX/SVM every check must PASS and the kernel must exit 0.
+//! Expectations per host kind. On VMX/SVM every check must PASS and the kernel must exit 0,
+//! except, on a host whose KVM predates 6.3, the apic kernel's IPI checks that KVM's APIC map
+//! fails there for any VMM (`fixed_in_kvm_6_3`: exact signatures, upstream fixes named).
 //! On kvm-pvm (this project's development host) KVM emulates the guest kernel and has three
 //! behaviours the suite detects (measured with probe kernels; see README "Running
 //! kvm-unit-tests"): an interrupt made pending while IF=0 is injected late, not at the
@@ -146,6 +148,14 @@ impl Outcome {
                 println!("KNOWN EMULATOR GAP ({kernel}: the same FAIL is recorded evidence): {n}");
             }
         }
+        if let Some((major, minor)) = host_kvm_before_6_3() {
+            for (t, n) in &self.checks {
+                if t == "FAIL" && kernel == "apic" && fixed_in_kvm_6_3(n) && !accepted.contains(n) {
+                    println!("KNOWN HOST KVM BUG (KVM {major}.{minor}, fixed in 6.3): {n}");
+                    accepted.push(n.clone());
+                }
+            }
+        }
         let gaps = accepted;
         let fails = self
             .checks
@@ -156,6 +166,40 @@ impl Outcome {
         let want = if self.count("FAIL") == 0 { 0 } else { 1 };
         assert_eq!(self.code, want, "{what}:\n{}\n{}", self.out, self.err);
     }
+}
+
+/// The host kernel's release (KVM is part of it) when it is older than 6.3: major, minor.
+fn host_kvm_before_6_3() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    ((major, minor) < (6, 3)).then_some((major, minor))
+}
+
+/// apic checks (xAPIC mode) that KVM before 6.3 fails whatever VMM runs the kernel: its
+/// optimized APIC map kept one vCPU per xAPIC ID and one per logical-ID bit, so an IPI to an
+/// ID two vCPUs share reaches only one of them (`got 1`). Fixed upstream in 6.3 by
+/// 5b84b0291702 ("KVM: x86: Honor architectural behavior for aliased 8-bit APIC IDs"),
+/// 2970052481b9 ("KVM: x86: Disable APIC logical map if vCPUs are aliased in logical mode")
+/// and 2bf934aadcac ("KVM: x86: Disable APIC logical map if logical ID covers multiple MDAs"),
+/// none marked for stable. Measured in the nested lane: the same irqlab fails exactly these on
+/// Debian 12's KVM 6.1 and passes them on 6.12, and QEMU's own harness fails the logical-mode
+/// ones on 6.1 too (docs/nested-svm.md). Only `got 1` is the bug's signature.
+fn fixed_in_kvm_6_3(check: &str) -> bool {
+    let aliased_physical = check
+        .strip_prefix("Want 2 IPI(s) using physical mode, dest = ")
+        .and_then(|rest| rest.strip_suffix(", got 1 IPI(s)"))
+        .is_some_and(|dest| u8::from_str_radix(dest, 16).is_ok());
+    aliased_physical
+        || [
+            "IPI to aliased xAPIC physical IDs",
+            "Want 2 IPI(s) using logical flat mode, dest = 3, got 1 IPI(s)",
+            "IPI to multiple targets using logical flat mode",
+            "Want 2 IPI(s) using logical cluster mode, dest = 3, got 1 IPI(s)",
+            "IPI to multiple targets using logical cluster mode",
+        ]
+        .contains(&check)
 }
 
 /// apic checks that read the LAPIC timer's current count within half a period (~5 ms) of an
@@ -386,4 +430,26 @@ fn ioapic_interrupts_are_traced_per_pin() {
         exits.lines().any(|l| l.contains("\"addr\":8206")),
         "no exit for port 0x200e in exits.jsonl"
     );
+}
+
+#[test]
+fn only_the_kvm_6_3_fixes_signatures_are_known_host_bugs() {
+    assert!(fixed_in_kvm_6_3(
+        "Want 2 IPI(s) using physical mode, dest = fe, got 1 IPI(s)"
+    ));
+    assert!(fixed_in_kvm_6_3("IPI to aliased xAPIC physical IDs"));
+    assert!(fixed_in_kvm_6_3(
+        "IPI to multiple targets using logical cluster mode"
+    ));
+    // Another count, another mode or another check is irqlab's to answer for.
+    assert!(!fixed_in_kvm_6_3(
+        "Want 2 IPI(s) using physical mode, dest = fe, got 0 IPI(s)"
+    ));
+    assert!(!fixed_in_kvm_6_3(
+        "Want 2 IPI(s) using physical mode, dest = zz, got 1 IPI(s)"
+    ));
+    assert!(!fixed_in_kvm_6_3("nmi-after-sti"));
+    assert!(!fixed_in_kvm_6_3(
+        "IPI to single target using logical flat mode"
+    ));
 }
