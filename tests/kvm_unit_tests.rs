@@ -286,8 +286,11 @@ fn apic_as_x2apic_kernel() {
     apic_entry("x2apic", "kernel", &[], 31, 40);
 }
 
+/// (Named to sort last: libtest runs a binary's tests in name order, and under the nested
+/// lane's TCG this entry's NMI loops take the longest and have crashed the nested host, whose
+/// next boot then runs the whole binary again.)
 #[test]
-fn apic_as_xapic_split() {
+fn xapic_entry_of_the_apic_kernel() {
     apic_entry("xapic", "split", &["--x2apic", "off"], 21, 80);
 }
 
