@@ -55,13 +55,21 @@ fn pit_ticks_at_the_programmed_rate_in_both_irqchip_models() {
         // one under TCG, where those few instructions take long, and two on a host loaded on
         // both cores, where KVM's in-kernel PIT re-injects the ticks a descheduled vCPU
         // missed back to back (seen: 152). A lost tick leaves the guest waiting (the check
-        // fails); doubled ticks would count ~300. So 150 to 157 (5 % late) pass.
+        // fails); doubled ticks would count ~300. So 150 to 157 (5 % late) pass — and up to
+        // 200 on an emulated CPU's clock (`IRQLAB_UNTRUSTED_CLOCK`: the nested lane), where
+        // the vCPU shares one emulated CPU with the PIT's thread and the backlog that piles up
+        // while it waits lands before the stop (seen: 165 and 171 of 150).
         let ticks: u32 = detail
             .split(" of 150 ticks")
             .next()
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no tick count in {detail:?}"));
-        assert!((150..=157).contains(&ticks), "{detail}");
+        let most = if std::env::var_os("IRQLAB_UNTRUSTED_CLOCK").is_some() {
+            200
+        } else {
+            157
+        };
+        assert!((150..=most).contains(&ticks), "{detail}");
     }
 }
 
