@@ -162,7 +162,7 @@ impl Outcome {
             .iter()
             .filter(|(t, n)| t == "FAIL" && !gaps.contains(n))
             .count();
-        assert_eq!(fails, 0, "{what}:\n{}", self.out);
+        assert_eq!(fails, 0, "{what}:\n{}\n{}", self.out, self.err);
         let want = if self.count("FAIL") == 0 { 0 } else { 1 };
         assert_eq!(self.code, want, "{what}:\n{}\n{}", self.out, self.err);
     }
