@@ -318,6 +318,16 @@ fn handle_run(
     action
 }
 
+/// The linear address of CS:RIP: RIP itself in 64-bit code (CS's base is ignored there),
+/// else CS's base plus RIP within 4 GiB (real mode after INIT: 0xffff0000 + 0xfff0).
+fn code_linear(rip: u64, cs_base: u64, long_mode_cs: bool) -> u64 {
+    if long_mode_cs {
+        rip
+    } else {
+        cs_base.wrapping_add(rip) & 0xffff_ffff
+    }
+}
+
 /// Why the registers read after `KVM_EXIT_SHUTDOWN` are not the guest's, if they are not.
 ///
 /// On AMD SVM the VMCB is undefined after a SHUTDOWN intercept, so KVM INITs the vCPU before
@@ -461,8 +471,8 @@ impl Vcpu {
         }
     }
 
-    /// Registers and the instruction bytes at RIP (translated through the guest's own page
-    /// tables with `KVM_TRANSLATE`).
+    /// Registers and the instruction bytes at CS:RIP (its linear address translated through
+    /// the guest's own page tables with `KVM_TRANSLATE`).
     fn snapshot(&self, mem: &GuestMemory) -> CpuSnapshot {
         let mut cpu = CpuSnapshot::default();
         if let Ok(regs) = self.fd.get_regs() {
@@ -470,13 +480,15 @@ impl Vcpu {
             cpu.rsp = regs.rsp;
             cpu.rflags = regs.rflags;
         }
+        let mut linear = cpu.rip;
         if let Ok(s) = self.fd.get_sregs() {
             (cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4, cpu.efer, cpu.cs) =
                 (s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector);
+            linear = code_linear(cpu.rip, s.cs.base, s.cs.l != 0);
         }
-        let gpa = match self.fd.translate_gva(cpu.rip) {
+        let gpa = match self.fd.translate_gva(linear) {
             Ok(t) if t.valid != 0 => Some(t.physical_address),
-            _ if cpu.cr0 & (1 << 31) == 0 => Some(cpu.rip),
+            _ if cpu.cr0 & (1 << 31) == 0 => Some(linear),
             _ => None,
         };
         if let Some(gpa) = gpa {
@@ -526,6 +538,18 @@ mod tests {
         assert!(discarded_at_shutdown(HostKind::Vmx, &long_mode).is_none());
         assert!(discarded_at_shutdown(HostKind::Pvm, &long_mode).is_none());
         assert!(discarded_at_shutdown(HostKind::Unknown, &init_state()).is_some());
+    }
+
+    #[test]
+    fn code_is_read_at_cs_base_plus_rip_outside_64_bit_code() {
+        // An AP waiting for INIT: real mode, CS base 0xffff0000, RIP 0xfff0.
+        assert_eq!(code_linear(0xfff0, 0xffff_0000, false), 0xffff_fff0);
+        // Flat 32-bit protected mode, and 64-bit code whatever the base says.
+        assert_eq!(code_linear(0x10_0000, 0, false), 0x10_0000);
+        assert_eq!(
+            code_linear(0xffff_ffff_8100_0000, 0x1000, true),
+            0xffff_ffff_8100_0000
+        );
     }
 
     #[test]
