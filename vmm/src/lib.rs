@@ -10,6 +10,7 @@ pub mod bench;
 pub mod boot;
 pub mod config;
 pub mod console;
+pub mod cpu_state;
 pub mod device_manager;
 pub mod entry;
 pub mod host;

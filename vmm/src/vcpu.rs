@@ -5,10 +5,11 @@
 //! exit, or exited. The machine stops it by setting the shared stop flag and kicking the thread
 //! with [`KICK_SIGNAL`], whose no-op handler makes `KVM_RUN` return `EINTR`.
 
+use crate::cpu_state;
 use crate::device_manager::Devices;
 use crate::kvm_stats::VcpuStats;
 use crate::memory::GuestMemory;
-use crate::outcome::{mp_state_name, CpuSnapshot, CpuState, LastExit, Outcome, VcpuAtStop};
+use crate::outcome::{CpuState, LastExit, Outcome, VcpuAtStop};
 use crate::stats::ExitKind;
 use crate::trace::{host_tsc, ExitRecord, Sample, TraceMode, Tracer, TscOffset};
 use irqlab_abi::trace::DOORBELL_PORT;
@@ -19,7 +20,6 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 /// IA32_TIME_STAMP_COUNTER.
 const MSR_IA32_TSC: u32 = 0x10;
 use std::sync::Arc;
-use vm_memory::{Bytes, GuestAddress};
 
 /// Signal used to kick vCPU threads out of `KVM_RUN`.
 pub fn kick_signal() -> i32 {
@@ -318,37 +318,6 @@ fn handle_run(
     action
 }
 
-/// The linear address of CS:RIP: RIP itself in 64-bit code (CS's base is ignored there),
-/// else CS's base plus RIP within 4 GiB (real mode after INIT: 0xffff0000 + 0xfff0).
-fn code_linear(rip: u64, cs_base: u64, long_mode_cs: bool) -> u64 {
-    if long_mode_cs {
-        rip
-    } else {
-        cs_base.wrapping_add(rip) & 0xffff_ffff
-    }
-}
-
-/// Why the registers read after `KVM_EXIT_SHUTDOWN` are not the guest's, if they are not.
-///
-/// On AMD SVM the VMCB is undefined after a SHUTDOWN intercept, so KVM INITs the vCPU before
-/// it returns to userspace (`shutdown_interception` in arch/x86/kvm/svm/svm.c): what
-/// `KVM_GET_REGS` then returns is the INIT state, not the state at the fault. On VMX and
-/// kvm-pvm the state is kept. The INIT signature (real mode, CS 0xf000, RIP 0xfff0) is checked
-/// too, so a host irqlab cannot name is not misreported either.
-pub fn discarded_at_shutdown(
-    host: irqlab_abi::boot_info::HostKind,
-    cpu: &CpuSnapshot,
-) -> Option<&'static str> {
-    let init_state = cpu.cr0 & 1 == 0 && cpu.cs == 0xf000 && cpu.rip == 0xfff0;
-    if host == irqlab_abi::boot_info::HostKind::Svm {
-        Some("on AMD SVM, KVM INITs the vCPU at the SHUTDOWN intercept (the VMCB is undefined after it), so the state at the fault is gone")
-    } else if init_state {
-        Some("KVM returned the INIT state (real mode at f000:fff0), not the state at the fault")
-    } else {
-        None
-    }
-}
-
 /// What a vCPU thread shares with the machine.
 pub trait StopControl: Send + Sync {
     /// Whether the machine is stopping.
@@ -383,7 +352,7 @@ impl Vcpu {
         let mut last_exit = LastExit::default();
         loop {
             if ctl.stopping() {
-                ctl.stopped(self.at_stop(mem, &last_exit));
+                ctl.stopped(cpu_state::at_stop(&self.fd, self.id, mem, &last_exit));
                 return;
             }
             // The kvm_run page stays mapped at the same address for the vCPU's lifetime; the
@@ -416,11 +385,11 @@ impl Vcpu {
                 }
                 ExitAction::RunFailed(what) => Outcome::VcpuFailed { vcpu: id, what },
                 ExitAction::Shutdown => {
-                    let cpu = self.snapshot(mem);
+                    let cpu = cpu_state::snapshot(&self.fd, mem);
                     let host = crate::host::host_kind();
                     Outcome::TripleFault {
                         vcpu: self.id,
-                        cpu: match discarded_at_shutdown(host, &cpu) {
+                        cpu: match cpu_state::discarded_at_shutdown(host, &cpu) {
                             Some(why) => CpuState::Discarded(why),
                             None => CpuState::Captured(cpu),
                         },
@@ -435,7 +404,7 @@ impl Vcpu {
                     Outcome::KvmInternalError {
                         vcpu: self.id,
                         suberror,
-                        cpu: self.snapshot(mem),
+                        cpu: cpu_state::snapshot(&self.fd, mem),
                     }
                 }
                 ExitAction::FailEntry(reason) => Outcome::FailEntry {
@@ -452,105 +421,12 @@ impl Vcpu {
             return;
         }
     }
-
-    /// Where the vCPU is now that it has left `KVM_RUN` for a stop: its run state, RIP and CS,
-    /// the instruction bytes there, and its last exit to irqlab.
-    fn at_stop(&self, mem: &GuestMemory, last_exit: &LastExit) -> VcpuAtStop {
-        let state = self
-            .fd
-            .get_mp_state()
-            .map_or("in an unknown run state", |m| mp_state_name(m.mp_state));
-        let cpu = self.snapshot(mem);
-        VcpuAtStop {
-            vcpu: self.id,
-            state,
-            rip_cs: Some((cpu.rip, cpu.cs)),
-            code: cpu.code,
-            last_exit: *last_exit,
-            since_last_exit: last_exit.at.map(|t| t.elapsed()),
-        }
-    }
-
-    /// Registers and the instruction bytes at CS:RIP (its linear address translated through
-    /// the guest's own page tables with `KVM_TRANSLATE`).
-    fn snapshot(&self, mem: &GuestMemory) -> CpuSnapshot {
-        let mut cpu = CpuSnapshot::default();
-        if let Ok(regs) = self.fd.get_regs() {
-            cpu.rip = regs.rip;
-            cpu.rsp = regs.rsp;
-            cpu.rflags = regs.rflags;
-        }
-        let mut linear = cpu.rip;
-        if let Ok(s) = self.fd.get_sregs() {
-            (cpu.cr0, cpu.cr2, cpu.cr3, cpu.cr4, cpu.efer, cpu.cs) =
-                (s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.cs.selector);
-            linear = code_linear(cpu.rip, s.cs.base, s.cs.l != 0);
-        }
-        let gpa = match self.fd.translate_gva(linear) {
-            Ok(t) if t.valid != 0 => Some(t.physical_address),
-            _ if cpu.cr0 & (1 << 31) == 0 => Some(linear),
-            _ => None,
-        };
-        if let Some(gpa) = gpa {
-            let mut code = [0u8; 15];
-            for (i, b) in code.iter_mut().enumerate() {
-                match mem.read_obj::<u8>(GuestAddress(gpa + i as u64)) {
-                    Ok(v) => *b = v,
-                    Err(_) => {
-                        cpu.code = code[..i].to_vec();
-                        return cpu;
-                    }
-                }
-            }
-            cpu.code = code.to_vec();
-        }
-        cpu
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::ExitCounts;
-    use irqlab_abi::boot_info::HostKind;
-
-    fn init_state() -> CpuSnapshot {
-        CpuSnapshot {
-            rip: 0xfff0,
-            cs: 0xf000,
-            cr0: 0x6000_0010,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn svm_shutdown_state_is_never_reported_as_the_guests() {
-        let long_mode = CpuSnapshot {
-            rip: 0x10_2000,
-            cs: 0x8,
-            cr0: 0x8000_0011,
-            ..Default::default()
-        };
-        // SVM: KVM INITs the vCPU whatever registers it then returns.
-        assert!(discarded_at_shutdown(HostKind::Svm, &init_state()).is_some());
-        assert!(discarded_at_shutdown(HostKind::Svm, &long_mode).is_some());
-        // Elsewhere the state is kept, unless it is the INIT signature.
-        assert!(discarded_at_shutdown(HostKind::Vmx, &long_mode).is_none());
-        assert!(discarded_at_shutdown(HostKind::Pvm, &long_mode).is_none());
-        assert!(discarded_at_shutdown(HostKind::Unknown, &init_state()).is_some());
-    }
-
-    #[test]
-    fn code_is_read_at_cs_base_plus_rip_outside_64_bit_code() {
-        // An AP waiting for INIT: real mode, CS base 0xffff0000, RIP 0xfff0.
-        assert_eq!(code_linear(0xfff0, 0xffff_0000, false), 0xffff_fff0);
-        // Flat 32-bit protected mode, and 64-bit code whatever the base says.
-        assert_eq!(code_linear(0x10_0000, 0, false), 0x10_0000);
-        assert_eq!(
-            code_linear(0xffff_ffff_8100_0000, 0x1000, true),
-            0xffff_ffff_8100_0000
-        );
-    }
 
     #[test]
     fn last_exit_counts_and_describes_exits() {
