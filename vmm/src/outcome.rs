@@ -451,18 +451,23 @@ mod tests {
         assert!(s.ends_with(" code=cd80"), "{s}");
     }
 
+    /// A vCPU's 42nd exit, a console write.
+    fn console_write() -> LastExit {
+        LastExit {
+            reason: "pio",
+            addr: 0x3f8,
+            write: true,
+            count: 42,
+            at: None,
+        }
+    }
+
     #[test]
     fn discarded_state_is_said_and_never_printed_as_registers() {
         let o = Outcome::TripleFault {
             vcpu: 1,
             cpu: CpuState::Discarded("KVM reset the vCPU"),
-            last_exit: LastExit {
-                reason: "pio",
-                addr: 0x3f8,
-                write: true,
-                count: 42,
-                at: None,
-            },
+            last_exit: console_write(),
         };
         let line = o.explain().unwrap();
         assert_eq!(
@@ -484,13 +489,7 @@ mod tests {
                     state: mp_state_name(kvm_bindings::KVM_MP_STATE_RUNNABLE),
                     rip_cs: Some((0x10_1234, 0x8)),
                     code: vec![0xeb, 0xfe],
-                    last_exit: LastExit {
-                        reason: "pio",
-                        addr: 0x3f8,
-                        write: true,
-                        count: 42,
-                        at: None,
-                    },
+                    last_exit: console_write(),
                     since_last_exit: Some(Duration::from_millis(480)),
                 },
                 VcpuAtStop {
