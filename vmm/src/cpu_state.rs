@@ -44,12 +44,10 @@ pub fn at_stop(fd: &VcpuFd, vcpu: u8, mem: &GuestMemory, last_exit: &LastExit) -
     let state = fd
         .get_mp_state()
         .map_or("in an unknown run state", |m| mp_state_name(m.mp_state));
-    let cpu = snapshot(fd, mem);
     VcpuAtStop {
         vcpu,
         state,
-        rip_cs: Some((cpu.rip, cpu.cs)),
-        code: cpu.code,
+        cpu: snapshot(fd, mem),
         last_exit: *last_exit,
         since_last_exit: last_exit.at.map(|t| t.elapsed()),
     }

@@ -84,6 +84,13 @@ impl fmt::Display for CpuSnapshot {
             "rip={:#x} rsp={:#x} rflags={:#x} cs={:#x} cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
             self.rip, self.rsp, self.rflags, self.cs, self.cr0, self.cr2, self.cr3, self.cr4, self.efer
         )?;
+        self.write_code(f)
+    }
+}
+
+impl CpuSnapshot {
+    /// ` code=…` (hex), when the instruction bytes at RIP were read.
+    fn write_code(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.code.is_empty() {
             write!(f, " code=")?;
             for b in &self.code {
@@ -164,10 +171,9 @@ pub struct VcpuAtStop {
     pub vcpu: u8,
     /// Its run state, from [`mp_state_name`].
     pub state: &'static str,
-    /// RIP and CS when it left `KVM_RUN` for the stop (`None` if KVM refused to say).
-    pub rip_cs: Option<(u64, u16)>,
-    /// The instruction bytes at RIP (empty when RIP does not translate).
-    pub code: Vec<u8>,
+    /// Its registers and the instruction bytes at CS:RIP when it left `KVM_RUN` for the stop
+    /// (only RIP, CS and the bytes are printed).
+    pub cpu: CpuSnapshot,
     /// Its last exit to irqlab.
     pub last_exit: LastExit,
     /// How long before the stop that exit was (`None` if it never exited).
@@ -176,16 +182,12 @@ pub struct VcpuAtStop {
 
 impl fmt::Display for VcpuAtStop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vCPU {} {}", self.vcpu, self.state)?;
-        if let Some((rip, cs)) = self.rip_cs {
-            write!(f, " at rip={rip:#x} cs={cs:#x}")?;
-        }
-        if !self.code.is_empty() {
-            write!(f, " code=")?;
-            for b in &self.code {
-                write!(f, "{b:02x}")?;
-            }
-        }
+        write!(
+            f,
+            "vCPU {} {} at rip={:#x} cs={:#x}",
+            self.vcpu, self.state, self.cpu.rip, self.cpu.cs
+        )?;
+        self.cpu.write_code(f)?;
         write!(f, ", {}", self.last_exit)?;
         if let Some(d) = self.since_last_exit {
             write!(f, " {:.2} s before the stop", d.as_secs_f64())?;
@@ -487,16 +489,23 @@ mod tests {
                 VcpuAtStop {
                     vcpu: 0,
                     state: mp_state_name(kvm_bindings::KVM_MP_STATE_RUNNABLE),
-                    rip_cs: Some((0x10_1234, 0x8)),
-                    code: vec![0xeb, 0xfe],
+                    cpu: CpuSnapshot {
+                        rip: 0x10_1234,
+                        cs: 0x8,
+                        code: vec![0xeb, 0xfe],
+                        ..Default::default()
+                    },
                     last_exit: console_write(),
                     since_last_exit: Some(Duration::from_millis(480)),
                 },
                 VcpuAtStop {
                     vcpu: 1,
                     state: mp_state_name(kvm_bindings::KVM_MP_STATE_UNINITIALIZED),
-                    rip_cs: None,
-                    code: Vec::new(),
+                    cpu: CpuSnapshot {
+                        rip: 0xfff0,
+                        cs: 0xf000,
+                        ..Default::default()
+                    },
                     last_exit: LastExit::default(),
                     since_last_exit: None,
                 },
@@ -507,7 +516,8 @@ mod tests {
             o.explain().unwrap(),
             "watchdog: guest still running after 0.5 s (--timeout); vCPU 0 running at \
              rip=0x101234 cs=0x8 code=ebfe, last exit to irqlab: port write 0x3f8 (exit 42 of this vCPU) \
-             0.48 s before the stop; vCPU 1 waiting for INIT, the vCPU never exited to irqlab"
+             0.48 s before the stop; vCPU 1 waiting for INIT at rip=0xfff0 cs=0xf000, the vCPU never \
+             exited to irqlab"
         );
     }
 }
