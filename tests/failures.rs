@@ -510,6 +510,7 @@ fn bad_numeric_flags_are_usage_errors() {
         (&["bench", "irq"], "--seconds", "from 0.01 to 600", &["0"]),
         (&["bench", "trace"], "--rounds", "from 1 to 100", &["0"]),
         (&["bench", "compare"], "--runs", "from 1 to 1000", &["0"]),
+        (&["bench", "compare"], "--timeout", "from 1 to 3600", &["0"]),
         (&["bench", "napi"], "--ms", "from 50 to 10000", &["0", "49"]),
     ];
     for (words, flag, range, zero) in cases {
@@ -718,4 +719,43 @@ fn trace_summary_that_is_not_a_regular_file_or_too_large() {
         assert_eq!(code, i32::from(code::CONFIG), "{args:?}: {err}");
         assert_one_line_error(&err, needle);
     }
+}
+
+/// `bench compare` runs a QEMU it does not control: one that never finishes (QEMU 10.0's
+/// microvm prints "No bootable device." and waits for ever when it cannot load the guest) is
+/// stopped after `--timeout`, with one line naming it and what it said last.
+#[test]
+fn bench_compare_stops_a_qemu_that_never_finishes() {
+    use std::os::unix::fs::PermissionsExt;
+    if !kvm_or_skip("bench compare with a hanging QEMU") {
+        return;
+    }
+    let dir = scratch("compare-hang");
+    let qemu = dir.join("qemu-that-hangs");
+    std::fs::write(
+        &qemu,
+        "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\necho 'No bootable device.'\nexec sleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let q = qemu.to_str().unwrap();
+    let (code, _, err) = run(&[
+        "bench",
+        "compare",
+        "--runs",
+        "1",
+        "--timeout",
+        "1",
+        "--qemu",
+        q,
+    ]);
+    assert_eq!(code, i32::from(code::INTERNAL), "{err}");
+    assert_one_line_error(
+        &err,
+        &format!("{q} did not finish within 1 s (--timeout) and was stopped; its last line: No bootable device."),
+    );
+    // A QEMU that cannot start is named too.
+    let (code, _, err) = run(&["bench", "compare", "--qemu", "/nonexistent/qemu"]);
+    assert_eq!(code, i32::from(code::INTERNAL), "{err}");
+    assert_one_line_error(&err, "/nonexistent/qemu cannot run (");
 }

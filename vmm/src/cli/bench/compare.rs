@@ -3,7 +3,9 @@
 use super::{median, verdict};
 use crate::cli::args::whole;
 use clap::Args;
+use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -18,6 +20,10 @@ pub struct CompareArgs {
     /// Guest command line of the experiment whose results are compared.
     #[arg(long, default_value = "run=selftest")]
     cmdline: String,
+    /// Seconds each boot may take before it is stopped and the comparison fails (1-3600).
+    #[arg(long, default_value_t = 60, allow_hyphen_values = true,
+          value_parser = |s: &str| whole::<u64>(s, 1, 3600, ""))]
+    timeout: u64,
 }
 
 /// The guest's result lines ("PASS name", …) in order, for comparing two VMMs.
@@ -32,14 +38,68 @@ fn result_set(console: &str) -> Vec<String> {
         .collect()
 }
 
-fn timed(cmd: &mut Command) -> anyhow::Result<(Duration, i32, String)> {
+/// Runs `cmd` to its end, or stops it after `limit`: its wall time, exit code and stdout.
+/// (A QEMU that never starts the guest, e.g. one that cannot load it, must not hang the
+/// benchmark.)
+fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<(Duration, i32, String)> {
     let start = Instant::now();
-    let out = cmd.stdin(Stdio::null()).output()?;
-    Ok((
-        start.elapsed(),
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Each pipe drained by its own thread into a buffer read at the end (or at the stop,
+    // without waiting for the pipe to close: a grandchild may still hold it).
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        if let Some(mut pipe) = pipe {
+            let sink = Arc::clone(&buf);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => sink
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        buf
+    }
+    let text = |buf: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    };
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let elapsed = start.elapsed();
+            // The child is gone; its pipes close once every copy is (a moment, normally).
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Arc::strong_count(&out) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            return Ok((elapsed, status.code().unwrap_or(-1), text(&out)));
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = format!("{}{}", text(&out), text(&err));
+            let last = said.lines().rev().find(|l| !l.trim().is_empty());
+            anyhow::bail!(
+                "{} did not finish within {} s (--timeout) and was stopped{}",
+                cmd.get_program().to_string_lossy(),
+                limit.as_secs(),
+                last.map(|l| format!("; its last line: {}", l.trim()))
+                    .unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
@@ -49,6 +109,7 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     std::fs::write(&elf, irqlab::BUILTIN_GUEST)?;
     let host = irqlab::host::detect_host_kind();
     let exe = std::env::current_exe()?;
+    let limit = Duration::from_secs(a.timeout);
     // QEMU has no way to tell the guest the host kind; the guest takes it from its command line.
     let qemu_cmdline = format!("{} host={}", a.cmdline, host.name());
     let qemu_args = |cmdline: &str| -> Vec<String> {
@@ -56,7 +117,10 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
             "-accel",
             "kvm",
             "-M",
-            "microvm,x-option-roms=off,rtc=off",
+            // (Option ROMs on: QEMU 7.2 boots a PVH ELF either way, QEMU 10.0 only through
+            // its pvh.bin option ROM: with x-option-roms=off it prints "No bootable device."
+            // and never exits.)
+            "microvm,rtc=off",
             "-cpu",
             "host,-arch-capabilities",
             "-m",
@@ -75,9 +139,9 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         .chain([elf.display().to_string(), "-append".into(), cmdline.into()])
         .collect()
     };
-    if Command::new(&a.qemu).arg("--version").output().is_err() {
+    if let Err(e) = timed(Command::new(&a.qemu).arg("--version"), limit) {
         anyhow::bail!(
-            "{} not found: install QEMU (Debian: apt-get install qemu-system-x86)",
+            "{} cannot run ({e}): install QEMU (Debian: apt-get install qemu-system-x86)",
             a.qemu
         );
     }
@@ -85,10 +149,13 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     let boot_only = format!("run=none host={}", host.name());
     let (mut ti, mut tq) = (Vec::new(), Vec::new());
     for _ in 0..a.runs {
-        let (t, code, out) = timed(Command::new(&exe).args(["run", "--cmdline", "run=none"]))?;
+        let (t, code, out) = timed(
+            Command::new(&exe).args(["run", "--cmdline", "run=none"]),
+            limit,
+        )?;
         anyhow::ensure!(code == 0, "irqlab run exited {code}:\n{out}");
         ti.push(t.as_secs_f64() * 1e3);
-        let (t, code, out) = timed(Command::new(&a.qemu).args(qemu_args(&boot_only)))?;
+        let (t, code, out) = timed(Command::new(&a.qemu).args(qemu_args(&boot_only)), limit)?;
         // isa-debug-exit: QEMU exits with (status << 1) | 1.
         anyhow::ensure!(
             code == 1,
@@ -101,12 +168,15 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     // A guest status of 1 (a check failed) is a result to compare, not a failure of the
     // comparison: the same check must fail under both (on a nested host a check may fail
     // because of the emulator underneath).
-    let (ei, code_i, out_i) = timed(Command::new(&exe).args(["run", "--cmdline", &a.cmdline]))?;
+    let (ei, code_i, out_i) = timed(
+        Command::new(&exe).args(["run", "--cmdline", &a.cmdline]),
+        limit,
+    )?;
     anyhow::ensure!(
         matches!(code_i, 0 | 1),
         "irqlab run exited {code_i}:\n{out_i}"
     );
-    let (eq, code_q, out_q) = timed(Command::new(&a.qemu).args(qemu_args(&qemu_cmdline)))?;
+    let (eq, code_q, out_q) = timed(Command::new(&a.qemu).args(qemu_args(&qemu_cmdline)), limit)?;
     anyhow::ensure!(
         matches!(code_q, 1 | 3),
         "QEMU exited {code_q} (guest status {}):\n{out_q}",
