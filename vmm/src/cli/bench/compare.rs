@@ -75,19 +75,29 @@ fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<(Duration, i32, S
         String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     };
     let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    // Once the child is gone its stdout closes when every copy of it does: at once, unless a
+    // process it started still holds one. Waits until `until` for that drain to finish.
+    let drained = |until: Instant| {
+        while Arc::strong_count(&out) > 1 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Arc::strong_count(&out) == 1
+    };
     loop {
         if let Some(status) = child.try_wait()? {
             let elapsed = start.elapsed();
-            // The child is gone; its pipes close once every copy is (a moment, normally).
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while Arc::strong_count(&out) > 1 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            anyhow::ensure!(
+                drained(start + limit.max(elapsed + Duration::from_secs(1))),
+                "{} exited, but something it started still holds its output open after {} s (--timeout)",
+                cmd.get_program().to_string_lossy(),
+                limit.as_secs()
+            );
             return Ok((elapsed, status.code().unwrap_or(-1), text(&out)));
         }
         if start.elapsed() >= limit {
             let _ = child.kill();
             let _ = child.wait();
+            drained(Instant::now() + Duration::from_secs(1));
             let said = format!("{}{}", text(&out), text(&err));
             let last = said.lines().rev().find(|l| !l.trim().is_empty());
             anyhow::bail!(
@@ -105,6 +115,14 @@ fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<(Duration, i32, S
 pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("irqlab-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let result = compare_in(a, &dir);
+    // However it ended (a QEMU that failed or timed out included).
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// [`compare`], with the guest ELF written into `dir`.
+fn compare_in(a: &CompareArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let elf = dir.join("irqlab-guest.elf");
     std::fs::write(&elf, irqlab::BUILTIN_GUEST)?;
     let host = irqlab::host::detect_host_kind();
@@ -140,10 +158,14 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         .collect()
     };
     if let Err(e) = timed(Command::new(&a.qemu).arg("--version"), limit) {
-        anyhow::bail!(
-            "{} cannot run ({e}): install QEMU (Debian: apt-get install qemu-system-x86)",
-            a.qemu
-        );
+        match e.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "{} not found: install QEMU (Debian: apt-get install qemu-system-x86)",
+                a.qemu
+            ),
+            Some(io) => anyhow::bail!("{} cannot run: {io}", a.qemu),
+            None => return Err(e),
+        }
     }
     // Boot time: `run=none` boots, prints its banner and exits.
     let boot_only = format!("run=none host={}", host.name());
@@ -161,6 +183,12 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
             code == 1,
             "QEMU exited {code} (guest status {}):\n{out}",
             code >> 1
+        );
+        // (Exit 1 alone proves nothing: `false` exits 1 too. The guest's summary line does.)
+        anyhow::ensure!(
+            out.lines().any(|l| l.starts_with("SUMMARY ")),
+            "{} exited 1 without the guest's SUMMARY line: not a QEMU that booted the guest",
+            a.qemu
         );
         tq.push(t.as_secs_f64() * 1e3);
     }
@@ -184,7 +212,6 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<()> {
     );
     let (status_i, status_q) = (code_i, code_q >> 1);
     let (ri, rq) = (result_set(&out_i), result_set(&out_q));
-    let _ = std::fs::remove_dir_all(&dir);
     let (mi, mq) = (median(&mut ti), median(&mut tq));
     println!(
         "same guest ELF: boot (`run=none`, process start to guest exit), {} runs each",
