@@ -74,17 +74,10 @@ pub fn snapshot(fd: &VcpuFd, mem: &GuestMemory) -> CpuSnapshot {
         _ => None,
     };
     if let Some(gpa) = gpa {
+        // Up to 15 bytes (the longest instruction): fewer where guest RAM ends.
         let mut code = [0u8; 15];
-        for (i, b) in code.iter_mut().enumerate() {
-            match mem.read_obj::<u8>(GuestAddress(gpa + i as u64)) {
-                Ok(v) => *b = v,
-                Err(_) => {
-                    cpu.code = code[..i].to_vec();
-                    return cpu;
-                }
-            }
-        }
-        cpu.code = code.to_vec();
+        let n = mem.read(&mut code, GuestAddress(gpa)).unwrap_or(0);
+        cpu.code = code[..n].to_vec();
     }
     cpu
 }
