@@ -129,15 +129,32 @@ pub fn run(boot: &Boot) {
     // covering many events — not an event rate).
     let span = EVENTS_IRQ.span();
     let events_in_span = u64::from(seen.saturating_sub(FIRST_SEEN.load(Ordering::Relaxed)));
+    // Which condition failed, first: the counts alone do not say.
+    let why = if !all {
+        "not every event was processed within the time limit; "
+    } else if !finished {
+        "the device was still sending 1 s after the window; "
+    } else if seen != count {
+        "the guest processed more events than the device was asked for; "
+    } else if c.sent != count {
+        "the device's sent count differs from the events asked for; "
+    } else if c.failed != 0 {
+        "some deliveries failed; "
+    } else {
+        ""
+    };
     crate::check!(
-        all && finished && seen == count && c.sent == count && c.failed == 0,
+        why.is_empty(),
         name,
-        "{} of {} events processed on CPU {}; {} MSIs sent ({} per 1000 events), {} notifications handled, {} vector dispatches, {} suppressed; {} events/s, {} dispatches/s",
+        "{}{} of {} events processed on CPU {} (time limit {} ms); {} MSIs sent ({} per 1000 events), {} failed, {} notifications handled, {} vector dispatches, {} suppressed; {} events/s, {} dispatches/s",
+        why,
         Dec(seen.into()),
         Dec(count.into()),
         Dec(cpu as u64),
+        Dec(timeout_ms),
         Dec(messages),
         Milli((messages * 1_000_000 / u64::from(count.max(1))) as i64),
+        Dec(c.failed.into()),
         Dec(notes),
         Dec(handled),
         Dec(c.suppressed.into()),
