@@ -44,25 +44,12 @@ impl Ticker {
                 })
             }
             "pit" => {
-                let d = &boot.info.devices;
-                let (divisor, real) = crate::pit::divisor_for(hz);
-                interrupts::register(vectors::PIT, handler);
-                IoApic::new(d.ioapic_base).route(
-                    d.pit_gsi,
-                    Route {
-                        vector: vectors::PIT,
-                        dest: LAPIC.id(),
-                        logical: false,
-                        level: false,
-                        masked: false,
-                    },
-                );
-                crate::pit::start_periodic(d.pit_port, divisor);
+                let (_, real) = start_pit(boot, hz, handler);
                 Some(Ticker {
                     vector: vectors::PIT,
                     name: "pit",
                     rate_mhz: real,
-                    pit_port: Some(d.pit_port),
+                    pit_port: Some(boot.info.devices.pit_port),
                 })
             }
             _ => None,
@@ -76,17 +63,7 @@ impl Ticker {
         match self.pit_port {
             Some(port) => {
                 crate::pit::stop(port);
-                let d = &boot.info.devices;
-                IoApic::new(d.ioapic_base).route(
-                    d.pit_gsi,
-                    Route {
-                        vector: vectors::PIT,
-                        dest: LAPIC.id(),
-                        logical: false,
-                        level: false,
-                        masked: true,
-                    },
-                );
+                route_pit(boot, true);
             }
             None => LAPIC.stop_timer(),
         }
@@ -96,3 +73,29 @@ impl Ticker {
 
 /// What a tick arriving after [`Ticker::stop`] does: nothing (the dispatcher sends the EOI).
 fn late_tick() {}
+
+/// Routes the PIT's GSI at [`vectors::PIT`], edge-triggered, to this CPU; `masked` or not.
+fn route_pit(boot: &Boot, masked: bool) {
+    let d = &boot.info.devices;
+    IoApic::new(d.ioapic_base).route(
+        d.pit_gsi,
+        Route {
+            vector: vectors::PIT,
+            dest: LAPIC.id(),
+            logical: false,
+            level: false,
+            masked,
+        },
+    );
+}
+
+/// Starts the PIT ticking at (about) `hz` on this CPU: `handler` at [`vectors::PIT`], the
+/// IO-APIC pin unmasked, channel 0 in mode 2. Returns the divisor and the rate really
+/// programmed (milli-Hz).
+pub fn start_pit(boot: &Boot, hz: u64, handler: Handler) -> (u16, u64) {
+    let (divisor, real) = crate::pit::divisor_for(hz);
+    interrupts::register(vectors::PIT, handler);
+    route_pit(boot, false);
+    crate::pit::start_periodic(boot.info.devices.pit_port, divisor);
+    (divisor, real)
+}

@@ -12,7 +12,7 @@ use super::{rate_mhz, wait_until, Stream};
 use crate::apic::{TimerMode, LAPIC};
 use crate::boot::Boot;
 use crate::fmt::{Dec, Milli};
-use crate::ioapic::{IoApic, Route};
+use crate::ioapic::IoApic;
 use crate::{interrupts, vectors};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -50,20 +50,7 @@ pub fn run(boot: &Boot) {
     let (name, expected) = match which {
         "pit" => {
             let d = &boot.info.devices;
-            let io = IoApic::new(d.ioapic_base);
-            let (divisor, real) = crate::pit::divisor_for(hz);
-            interrupts::register(vectors::PIT, tick);
-            io.route(
-                d.pit_gsi,
-                Route {
-                    vector: vectors::PIT,
-                    dest: LAPIC.id(),
-                    logical: false,
-                    level: false,
-                    masked: false,
-                },
-            );
-            crate::pit::start_periodic(d.pit_port, divisor);
+            let (divisor, real) = super::ticker::start_pit(boot, hz, tick);
             // Counter latch: two latched reads a few microseconds apart count down within
             // the programmed divisor (mode 2 counts N..1).
             let (c1, c2) = (

@@ -1,10 +1,9 @@
 //! `irqlab bench irq`: PIT and MSI delivery in both irqchip models at several rates.
 
-use super::{measured_hz, number_before, result, window};
+use super::{captured_run, measured_hz, number_before, result, window};
 use crate::cli::args::seconds;
 use clap::Args;
 use irqlab::config::{IrqchipMode, VmConfig};
-use irqlab::machine::{self, RunOptions};
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -43,14 +42,7 @@ pub(super) fn irq(a: &IrqArgs) -> anyhow::Result<()> {
                     timeout: Some(Duration::from_secs_f64(a.seconds * 4.0 + 10.0)),
                     ..VmConfig::default()
                 };
-                let r = machine::run(
-                    &cfg,
-                    &RunOptions {
-                        capture_console: true,
-                        ..Default::default()
-                    },
-                )?;
-                let console = String::from_utf8_lossy(&r.console).into_owned();
+                let (r, console) = captured_run(&cfg)?;
                 let name = if path == "pit" { "timer-pit" } else { "msi" };
                 let Some((_, detail)) = result(&console, name) else {
                     anyhow::bail!(

@@ -66,6 +66,20 @@ fn percentile(v: &mut [f64], pct: u32) -> f64 {
     irqlab_abi::stats::nearest_rank(v.len(), pct).map_or(f64::NAN, |i| v[i])
 }
 
+/// Runs `cfg` with its console captured, not printed, whatever the guest's verdict: the
+/// report and the console as text.
+fn captured_run(cfg: &VmConfig) -> anyhow::Result<(RunReport, String)> {
+    let report = machine::run(
+        cfg,
+        &RunOptions {
+            capture_console: true,
+            ..Default::default()
+        },
+    )?;
+    let console = String::from_utf8_lossy(&report.console).into_owned();
+    Ok((report, console))
+}
+
 fn quiet_run(cfg: &VmConfig) -> anyhow::Result<RunReport> {
     quiet_run_with(cfg, irqlab::sandbox::SandboxScope::Off)
 }

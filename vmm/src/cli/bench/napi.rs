@@ -11,7 +11,6 @@ use super::windows;
 use crate::cli::args::whole;
 use clap::Args;
 use irqlab::config::VmConfig;
-use irqlab::machine::{self, RunOptions};
 use irqlab::outcome::Outcome;
 use std::time::Duration;
 
@@ -294,14 +293,7 @@ fn run_design(design: &str, rates: &[u64], ms: u64) -> anyhow::Result<(Vec<Row>,
         timeout: Some(per_run * rates.len() as u32 + Duration::from_secs(30)),
         ..VmConfig::default()
     };
-    let r = machine::run(
-        &cfg,
-        &RunOptions {
-            capture_console: true,
-            ..Default::default()
-        },
-    )?;
-    let console = String::from_utf8_lossy(&r.console).into_owned();
+    let (r, console) = super::captured_run(&cfg)?;
     // A failed guest check (a run that did not drain in time, a packet unaccounted for) is
     // reported with the numbers, not instead of them.
     if !matches!(r.outcome, Outcome::GuestExit { .. }) {
