@@ -50,9 +50,10 @@ fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<(Duration, i32, S
         .spawn()?;
     // Each pipe drained by its own thread into a buffer read at the end (or at the stop,
     // without waiting for the pipe to close: a grandchild may still hold it).
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> Arc<Mutex<Vec<u8>>> {
+    type Drain = (Arc<Mutex<Vec<u8>>>, Option<std::thread::JoinHandle<()>>);
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> Drain {
         let buf = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut pipe) = pipe {
+        let reader = pipe.map(|mut pipe| {
             let sink = Arc::clone(&buf);
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 4096];
@@ -67,21 +68,22 @@ fn timed(cmd: &mut Command, limit: Duration) -> anyhow::Result<(Duration, i32, S
                         Err(_) => break,
                     }
                 }
-            });
-        }
-        buf
+            })
+        });
+        (buf, reader)
     }
-    let text = |buf: &Arc<Mutex<Vec<u8>>>| {
+    let text = |(buf, _): &Drain| {
         String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     };
     let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
     // Once the child is gone its stdout closes when every copy of it does: at once, unless a
     // process it started still holds one. Waits until `until` for that drain to finish.
     let drained = |until: Instant| {
-        while Arc::strong_count(&out) > 1 && Instant::now() < until {
+        let done = || out.1.as_ref().is_none_or(|r| r.is_finished());
+        while !done() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
-        Arc::strong_count(&out) == 1
+        done()
     };
     loop {
         if let Some(status) = child.try_wait()? {
